@@ -1,0 +1,186 @@
+"""The readable reference for every hot loop: plain NumPy, one idea per function.
+
+Every backend (``cpu.py``, ``cuda.py``) implements these same functions with
+these same signatures and is tested against this file. Conventions:
+
+* feature maps are NCHW, float32 or float64; outputs keep the input dtype;
+* reductions of float32 inputs accumulate in float64, then round once, so a
+  mean over H·W = 224² agrees with the float64 result to ~1e-7 relative;
+* ``stride``, ``padding``, ``dilation`` and ``kernel`` are ``(int, int)`` pairs
+  (rows, columns); the caller (``functional/``) normalises ints to pairs;
+* arguments arrive already validated by ``functional/`` (shapes, dtypes), so
+  kernels do not re-check them.
+"""
+import numpy as np
+
+NAME = "numpy"
+
+
+# --------------------------------------------------------------------------- squeeze
+def squeeze_forward(x):
+    """Global average pooling. z[n,c] = 1/(HW) Σ_ij x[n,c,i,j].  (N,C,H,W) -> (N,C)."""
+    return x.mean(axis=(2, 3), dtype=np.float64).astype(x.dtype, copy=False)
+
+
+def squeeze_backward(dz, x_shape):
+    """dx[n,c,i,j] = dz[n,c] / (HW): every position shares the mean equally.  (N,C) -> x_shape."""
+    height, width = x_shape[2], x_shape[3]
+    dx = np.empty(x_shape, dtype=dz.dtype)
+    dx[...] = (dz / dz.dtype.type(height * width))[:, :, None, None]
+    return dx
+
+
+def max_squeeze_forward(x):
+    """Global max pooling. z[n,c] = max_ij x[n,c,i,j].
+
+    Returns ``(z, argmax)``; ``argmax[n,c]`` (int64) is the flat index i·W + j of
+    the *first* maximum in row-major order (NumPy's tie rule), and the whole
+    gradient of z[n,c] goes to that one position.
+    """
+    rows = x.reshape(x.shape[0], x.shape[1], -1)
+    argmax = rows.argmax(axis=2)
+    z = np.take_along_axis(rows, argmax[:, :, None], axis=2)[:, :, 0]
+    return z, argmax.astype(np.int64, copy=False)
+
+
+def max_squeeze_backward(dz, argmax, x_shape):
+    """dx[n,c,argmax[n,c]] = dz[n,c]; zero elsewhere."""
+    n, c = x_shape[0], x_shape[1]
+    dx = np.zeros((n, c, x_shape[2] * x_shape[3]), dtype=dz.dtype)
+    np.put_along_axis(dx, argmax[:, :, None], dz[:, :, None], axis=2)
+    return dx.reshape(x_shape)
+
+
+# --------------------------------------------------------------------------- scale
+def scale_forward(x, s):
+    """Channel-wise rescale (paper Eq. 4). y[n,c,i,j] = s[n,c] · x[n,c,i,j]."""
+    return x * s[:, :, None, None]
+
+
+def scale_backward(dy, x, s):
+    """Both gradients of y = s·x: dx = dy·s,  ds[n,c] = Σ_ij dy[n,c,i,j]·x[n,c,i,j]."""
+    return dy * s[:, :, None, None], se_backward_ds(dy, x)
+
+
+# --------------------------------------------------------------------------- fused SE
+def se_backward_ds(dy, x):
+    """First backward pass of an SE block: ds[n,c] = Σ_ij dy·x (reads dy and x once)."""
+    return np.einsum("ncij,ncij->nc", dy, x, dtype=np.float64).astype(dy.dtype, copy=False)
+
+
+def se_backward_dx(dy, s, dz):
+    """Second backward pass of an SE block: x reaches y directly and through z = mean(x), so
+
+        dx[n,c,i,j] = dy[n,c,i,j]·s[n,c] + dz[n,c]/(HW)
+
+    in one pass (reads dy, writes dx)."""
+    hw = dy.dtype.type(dy.shape[2] * dy.shape[3])
+    return dy * s[:, :, None, None] + (dz / hw)[:, :, None, None]
+
+
+def scale_add_forward(u, s, shortcut):
+    """Caffe SENet's "Axpy": out = s·u + shortcut, the scale fused with the residual add."""
+    return u * s[:, :, None, None] + shortcut
+
+
+def scale_add_backward(dout, u, s):
+    """Gradients of out = s·u + shortcut: (du, ds). d(shortcut) is dout itself (not copied)."""
+    return scale_backward(dout, u, s)
+
+
+# --------------------------------------------------------------------------- conv helpers
+def conv_output_size(size, kernel, stride, padding, dilation=1):
+    """Output length of a convolution/pooling along one axis (floor mode, as PyTorch)."""
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def im2col(x, kernel, stride, padding, dilation):
+    """Unfold every receptive field into a column.
+
+    x (N,C,H,W) -> cols (N, C·kh·kw, OH·OW) with row index c·kh·kw + a·kw + b, so
+    that a convolution is ``weight.reshape(O, -1) @ cols`` (per group).
+    cols[n, (c,a,b), (p,q)] = x_pad[n, c, p·sh + a·dh, q·sw + b·dw].
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = x.shape
+    oh = conv_output_size(h, kh, sh, ph, dh)
+    ow = conv_output_size(w, kw, sw, pw, dw)
+    x_pad = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw)))
+    cols = np.empty((n, c, kh, kw, oh, ow), dtype=x.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a * dh, a * dh + sh * (oh - 1) + 1, sh)
+            columns = slice(b * dw, b * dw + sw * (ow - 1) + 1, sw)
+            cols[:, :, a, b] = x_pad[:, :, rows, columns]
+    return cols.reshape(n, c * kh * kw, oh * ow)
+
+
+def col2im(cols, x_shape, kernel, stride, padding, dilation):
+    """Adjoint of im2col: scatter-add every column entry back to the pixel it came from.
+
+    A pixel covered by several receptive fields receives the sum of their
+    gradients, which is why this is ``+=`` and not ``=``.
+    """
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    n, c, h, w = x_shape
+    oh = conv_output_size(h, kh, sh, ph, dh)
+    ow = conv_output_size(w, kw, sw, pw, dw)
+    cols = cols.reshape(n, c, kh, kw, oh, ow)
+    dx_pad = np.zeros((n, c, h + 2 * ph, w + 2 * pw), dtype=cols.dtype)
+    for a in range(kh):
+        for b in range(kw):
+            rows = slice(a * dh, a * dh + sh * (oh - 1) + 1, sh)
+            columns = slice(b * dw, b * dw + sw * (ow - 1) + 1, sw)
+            dx_pad[:, :, rows, columns] += cols[:, :, a, b]
+    return dx_pad[:, :, ph:ph + h, pw:pw + w]
+
+
+# --------------------------------------------------------------------------- pooling
+def _pool_windows(x, kernel, stride, padding, fill):
+    """(N,C,H,W) -> (N,C,OH,OW,kh·kw): every pooling window, padded with ``fill``."""
+    n, c = x.shape[:2]
+    x_pad = np.pad(x, ((0, 0), (0, 0), (padding[0],) * 2, (padding[1],) * 2), constant_values=fill)
+    cols = im2col(x_pad, kernel, stride, (0, 0), (1, 1))          # (N, C·kh·kw, OH·OW)
+    oh = conv_output_size(x.shape[2], kernel[0], stride[0], padding[0])
+    ow = conv_output_size(x.shape[3], kernel[1], stride[1], padding[1])
+    cols = cols.reshape(n, c, kernel[0] * kernel[1], oh, ow)
+    return cols.transpose(0, 1, 3, 4, 2)
+
+
+def max_pool2d_forward(x, kernel, stride, padding):
+    """out[n,c,p,q] = max over the window; argmax (int64) is the flat input index h·W + w
+    of the first maximum in the window (padding never wins: it is -inf)."""
+    windows = _pool_windows(x, kernel, stride, padding, -np.inf)
+    which = windows.argmax(axis=4)                                   # index inside the window
+    out = np.take_along_axis(windows, which[..., None], axis=4)[..., 0]
+    oh, ow = out.shape[2:]
+    a, b = np.divmod(which, kernel[1])
+    rows = np.arange(oh)[:, None] * stride[0] - padding[0] + a
+    columns = np.arange(ow)[None, :] * stride[1] - padding[1] + b
+    return out, (rows * x.shape[3] + columns).astype(np.int64)
+
+
+def max_pool2d_backward(dout, argmax, x_shape):
+    """Route each dout to its window's arg-max; overlapping windows accumulate."""
+    n, c, h, w = x_shape
+    dx = np.zeros((n, c, h * w), dtype=dout.dtype)
+    flat_index = argmax.reshape(n, c, -1)
+    for i in range(n):
+        for j in range(c):
+            np.add.at(dx[i, j], flat_index[i, j], dout[i, j].ravel())
+    return dx.reshape(x_shape)
+
+
+def avg_pool2d_forward(x, kernel, stride, padding):
+    """out = mean over the window, padding counted as zeros (PyTorch's count_include_pad=True)."""
+    windows = _pool_windows(x, kernel, stride, padding, 0)
+    return windows.mean(axis=4, dtype=np.float64).astype(x.dtype, copy=False)
+
+
+def avg_pool2d_backward(dout, x_shape, kernel, stride, padding):
+    """Each window spreads dout/(kh·kw) over its cells; col2im does the accumulation."""
+    n, c = x_shape[:2]
+    kk = kernel[0] * kernel[1]
+    share = (dout / dout.dtype.type(kk)).reshape(n, c, 1, -1)
+    cols = np.broadcast_to(share, (n, c, kk, share.shape[3])).reshape(n, c * kk, -1)
+    return col2im(np.ascontiguousarray(cols), x_shape, kernel, stride, padding, (1, 1))

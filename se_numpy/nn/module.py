@@ -1,0 +1,189 @@
+"""``Module``: the PyTorch-like base class, with an explicit ``backward``.
+
+A module's ``forward(x)`` computes its output and keeps in ``self._cache``
+what its backward needs; ``backward(dy)`` consumes that cache, returns dL/dx
+and *adds* dL/dp into every parameter's ``grad``. Children are found by
+attribute assignment, as in PyTorch, so names like ``layer1.0.conv1.weight``
+come out of the attribute path.
+"""
+from collections import OrderedDict
+
+import numpy as np
+
+from .parameter import Parameter
+
+
+class Module:
+    """Base class for layers and networks.
+
+    Subclasses set parameters (``Parameter``), buffers (``register_buffer``,
+    e.g. BatchNorm running statistics) and child modules as attributes, and
+    implement ``forward`` and ``backward``.
+    """
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+        object.__setattr__(self, "_cache", None)
+
+    # ------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before "
+                               "assigning attributes")
+        for table in (self._parameters, self._buffers, self._modules):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, value):
+        """State that is saved in ``state_dict`` but not trained (e.g. running_mean)."""
+        object.__setattr__(self, name, value)
+        self._buffers[name] = True
+
+    def add_module(self, name, module):
+        setattr(self, name, module)
+
+    # ------------------------------------------------------------ forward / backward
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, dy):
+        raise NotImplementedError
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)
+
+    # ------------------------------------------------------------ traversal
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, child in self._modules.items():
+            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def modules(self):
+        for _, module in self.named_modules():
+            yield module
+
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_children(self):
+        return iter(self._modules.items())
+
+    def named_parameters(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name, parameter in module._parameters.items():
+                yield (f"{module_name}.{name}" if module_name else name), parameter
+
+    def parameters(self):
+        return [parameter for _, parameter in self.named_parameters()]
+
+    def named_buffers(self, prefix=""):
+        for module_name, module in self.named_modules(prefix):
+            for name in module._buffers:
+                yield (f"{module_name}.{name}" if module_name else name), getattr(module, name)
+
+    # ------------------------------------------------------------ modes and gradients
+    def train(self, mode=True):
+        for module in self.modules():
+            object.__setattr__(module, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    def zero_grad(self):
+        for parameter in self.parameters():
+            parameter.zero_grad()
+
+    def astype(self, dtype):
+        """Cast every parameter and float buffer to ``dtype`` (e.g. float64 for gradient checks)."""
+        for module in self.modules():
+            for parameter in module._parameters.values():
+                parameter.data = parameter.data.astype(dtype)
+                parameter.grad = parameter.grad.astype(dtype)
+            for name in module._buffers:
+                value = getattr(module, name)
+                if np.issubdtype(value.dtype, np.floating):
+                    object.__setattr__(module, name, value.astype(dtype))
+        return self
+
+    # ------------------------------------------------------------ state dict
+    def state_dict(self):
+        """{name: ndarray copy} of every parameter and buffer, PyTorch names and order."""
+        state = OrderedDict()
+        for module_name, module in self.named_modules():
+            for name, parameter in module._parameters.items():
+                state[f"{module_name}.{name}" if module_name else name] = parameter.data.copy()
+            for name in module._buffers:
+                state[f"{module_name}.{name}" if module_name else name] = np.array(getattr(module, name))
+        return state
+
+    def _adapt_loaded(self, name, value, expected_shape):
+        """Hook for a module to accept an equivalent stored shape (e.g. SE's 1x1-conv weights)."""
+        return value
+
+    def load_state_dict(self, state_dict, strict=True):
+        """Copy arrays into parameters and buffers, after checking every key and shape.
+
+        With ``strict=True`` any missing key, unexpected key or shape mismatch raises
+        one ``ValueError`` that lists all of them, so a user fixes a conversion in one go.
+        Values are cast to the dtype the module already has.
+        """
+        targets = {}
+        for module_name, module in self.named_modules():
+            for name in list(module._parameters) + list(module._buffers):
+                targets[f"{module_name}.{name}" if module_name else name] = (module, name)
+        missing = [key for key in targets if key not in state_dict]
+        unexpected = [key for key in state_dict if key not in targets]
+        mismatched, updates = [], []
+        for key, (module, name) in targets.items():
+            if key not in state_dict:
+                continue
+            current = getattr(module, name)
+            current_array = current.data if isinstance(current, Parameter) else np.asarray(current)
+            value = module._adapt_loaded(name, np.asarray(state_dict[key]), current_array.shape)
+            if value.shape != current_array.shape:
+                mismatched.append(f"{key}: expected shape {current_array.shape}, got {value.shape}")
+            else:
+                updates.append((module, name, current, value.astype(current_array.dtype)))
+        problems = []
+        if missing:
+            problems.append("missing keys: " + ", ".join(missing))
+        if unexpected:
+            problems.append("unexpected keys: " + ", ".join(unexpected))
+        if mismatched:
+            problems.append("shape mismatches: " + "; ".join(mismatched))
+        if mismatched or (strict and (missing or unexpected)):
+            raise ValueError(f"load_state_dict into {type(self).__name__} failed:\n  "
+                             + "\n  ".join(problems))
+        for module, name, current, value in updates:
+            if isinstance(current, Parameter):
+                current.data = value.copy()
+            else:
+                object.__setattr__(module, name, value.copy())
+        return {"missing_keys": missing, "unexpected_keys": unexpected}
+
+    # ------------------------------------------------------------ printing
+    def extra_repr(self):
+        return ""
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, child in self._modules.items():
+            child_text = repr(child).replace("\n", "\n  ")
+            lines.append(f"  ({name}): {child_text}")
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+
+def _require_cache(module):
+    """Raise a clear error when backward is called without a forward first."""
+    if module._cache is None:
+        raise RuntimeError(f"{type(module).__name__}.backward called before forward "
+                           "(no cached forward values)")
+    return module._cache
