@@ -1,0 +1,165 @@
+"""Batch normalisation over NCHW feature maps (Ioffe & Szegedy 2015), forward and backward.
+
+Every channel c is normalised over its M = N·H·W values, then scaled and shifted::
+
+    μ_c  = 1/M Σ_{n,h,w} x[n,c,h,w]                 (batch mean)
+    σ²_c = 1/M Σ_{n,h,w} (x[n,c,h,w] − μ_c)²        (batch variance, biased: divides by M)
+    x̂    = (x − μ_c) / sqrt(σ²_c + eps)
+    y    = γ_c · x̂ + β_c                            (γ = weight, β = bias; both (C,))
+
+Training mode uses the batch statistics μ, σ² (and keeps running averages of
+them for later); evaluation mode uses the running averages instead, so the
+output of one sample no longer depends on the rest of the batch.
+
+Backward, with dy = dL/dy and sums Σ over the M positions (n, h, w) of a channel:
+
+    dβ = Σ dy
+    dγ = Σ dy · x̂
+
+*Evaluation mode*: μ and σ are constants, so x̂ is an affine function of x and
+
+    dx = dy · γ / sqrt(σ²_running + eps).
+
+*Training mode*: μ and σ² depend on every x of the channel. Write s = sqrt(σ² + eps)
+and g = dy·γ (= dL/dx̂). Through the three paths x → x̂ directly, x → μ, x → σ²:
+
+    dL/dσ² = Σ g · (x − μ) · (−1/2) s⁻³          = −1/(2 s²) · Σ g·x̂
+    dL/dμ  = Σ g · (−1/s)  + dL/dσ² · (−2/M) Σ (x − μ)  = −1/s · Σ g      (the second sum is 0)
+    dx     = g/s + dL/dσ² · 2(x − μ)/M + dL/dμ / M
+
+Substituting, with x − μ = s·x̂:
+
+    dx = 1/(M·s) · (M·g − Σ g − x̂ · Σ g·x̂)
+       = 1/M · γ · s⁻¹ · (M·dy − Σ dy − x̂ · Σ dy·x̂)
+
+which is the compact formula computed here (γ is a per-channel constant, so it
+moves outside the sums). The last two terms remove from M·dy its mean and its
+component along x̂: a batch-normalised output cannot change by shifting or
+rescaling the whole channel, so those directions carry no gradient.
+
+Running statistics follow PyTorch exactly (see ``update_running_stats``).
+"""
+from typing import NamedTuple, Optional
+
+import numpy as np
+
+from .._validation import check_float_array, check_nchw, check_same_dtype, check_shape
+
+# Reduce over batch and spatial axes: one statistic per channel.
+_CHANNEL_AXES = (0, 2, 3)
+
+
+def _per_channel(values):
+    """(C,) -> (1, C, 1, 1), so a per-channel value lines up with an NCHW map."""
+    return values[None, :, None, None]
+
+
+class BatchNorm2dCache(NamedTuple):
+    """What ``batch_norm2d_backward`` needs, and the batch statistics for the running update."""
+    normalized: np.ndarray          # x̂ (N, C, H, W)
+    inverse_std: np.ndarray         # 1 / sqrt(σ² + eps), (C,)
+    weight: Optional[np.ndarray]    # γ (C,), or None for γ = 1 (affine=False)
+    has_bias: bool
+    training: bool                  # True: batch statistics were used
+    batch_mean: Optional[np.ndarray]      # μ (C,), training mode only
+    batch_variance: Optional[np.ndarray]  # σ² (C,), biased, training mode only
+
+
+def _check_per_channel(value, name, x):
+    if value is not None:
+        check_float_array(value, name, ndim=1)
+        check_same_dtype(x, value, "x", name)
+        check_shape(value, (x.shape[1],), name)
+
+
+def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_var=None,
+                         training=True, eps=1e-5):
+    """y = γ·(x − μ)/sqrt(σ² + eps) + β per channel.  Returns ``(y, cache)``.
+
+    x (N, C, H, W); weight γ, bias β, running_mean, running_var all (C,) or None.
+    ``training=True`` normalises with the batch statistics (``cache.batch_mean``,
+    ``cache.batch_variance`` hold them for ``update_running_stats``);
+    ``training=False`` normalises with ``running_mean`` and ``running_var``, which
+    are then required. Nothing is updated in place.
+    """
+    check_nchw(x, "x")
+    for value, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"),
+                        (running_var, "running_var")):
+        _check_per_channel(value, name, x)
+    if not eps > 0:
+        raise ValueError(f"eps: expected a positive number, got {eps!r}")
+
+    if training:
+        count = x.shape[0] * x.shape[2] * x.shape[3]
+        if count < 2:
+            # One value per channel gives σ² = 0 and x̂ = 0: nothing is learned (PyTorch refuses too).
+            raise ValueError(f"x: batch norm in training mode needs more than 1 value per channel, "
+                             f"got shape {x.shape}")
+        # Statistics accumulate in float64 (a float32 sum over a large batch loses digits).
+        mean = x.mean(axis=_CHANNEL_AXES, dtype=np.float64)
+        variance = ((x - _per_channel(mean)) ** 2).mean(axis=_CHANNEL_AXES)
+        mean, variance = mean.astype(x.dtype), variance.astype(x.dtype)
+    else:
+        if running_mean is None or running_var is None:
+            raise ValueError("batch_norm2d_forward: evaluation mode (training=False) needs "
+                             "running_mean and running_var, got None")
+        mean, variance = running_mean, running_var
+
+    inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(x.dtype)
+    normalized = (x - _per_channel(mean)) * _per_channel(inverse_std)
+    y = normalized
+    if weight is not None:
+        y = y * _per_channel(weight)
+    if bias is not None:
+        y = y + _per_channel(bias)
+    cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, bool(training),
+                             mean if training else None, variance if training else None)
+    return y, cache
+
+
+def batch_norm2d_backward(dy, cache):
+    """Returns ``(dx, dweight, dbias)``; dweight/dbias are None where the forward had none.
+
+    dy (N, C, H, W). Training mode uses the compact formula of the module
+    docstring, evaluation mode dx = dy·γ/sqrt(σ²_running + eps).
+    """
+    normalized, inverse_std, weight, has_bias, training = cache[:5]
+    check_float_array(dy, "dy", ndim=4)
+    check_same_dtype(normalized, dy, "the forward input", "dy")
+    check_shape(dy, normalized.shape, "dy")
+
+    dbias = dy.sum(axis=_CHANNEL_AXES) if has_bias else None
+    dweight = (dy * normalized).sum(axis=_CHANNEL_AXES) if weight is not None else None
+    gamma = weight if weight is not None else np.ones_like(inverse_std)
+    scale = _per_channel(gamma * inverse_std)                 # γ/s per channel
+
+    if not training:
+        return dy * scale, dweight, dbias
+
+    count = dy.shape[0] * dy.shape[2] * dy.shape[3]           # M = N·H·W
+    sum_dy = _per_channel(dy.sum(axis=_CHANNEL_AXES))
+    sum_dy_normalized = _per_channel((dy * normalized).sum(axis=_CHANNEL_AXES))
+    dx = scale / dy.dtype.type(count) * (count * dy - sum_dy - normalized * sum_dy_normalized)
+    return dx, dweight, dbias
+
+
+def update_running_stats(running_mean, running_var, batch_mean, batch_variance, count, momentum):
+    """New running statistics after one training batch, as PyTorch computes them.
+
+        running_mean ← (1 − m)·running_mean + m·μ
+        running_var  ← (1 − m)·running_var  + m·σ²·M/(M − 1)
+
+    μ, σ² are the batch statistics of ``batch_norm2d_forward`` (σ² biased, over
+    M = ``count`` = N·H·W values); the running variance stores the *unbiased*
+    estimate σ²·M/(M − 1), because it estimates the population variance used at
+    test time. ``momentum`` m is the weight of the new batch: PyTorch's default
+    is 0.1; ``BatchNorm2d(momentum=None)`` passes m = 1/num_batches_tracked,
+    which makes the running values the plain average of all batches so far
+    (cumulative moving average). Returns ``(new_mean, new_var)``; inputs are not changed.
+    """
+    unbiased_variance = batch_variance * (count / (count - 1))
+    keep = 1.0 - momentum
+    new_mean = keep * running_mean + momentum * batch_mean
+    new_var = keep * running_var + momentum * unbiased_variance
+    return (new_mean.astype(running_mean.dtype, copy=False),
+            new_var.astype(running_var.dtype, copy=False))
