@@ -1,0 +1,71 @@
+"""Pooling modules as ``torch.nn.MaxPool2d`` / ``AvgPool2d``, and a global average pool.
+
+Pooling has no parameters and costs no multiply-accumulates under the paper's
+convention (``flops`` returns 0); the math is in functional/pool.py.
+"""
+from ..functional.pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
+                               global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward,
+                               pool2d_arguments, pool2d_output_shape)
+from .module import Module, _require_cache
+
+
+class _Pool2d(Module):
+    """Shared arguments of the windowed pools: kernel, stride (default = kernel), padding."""
+
+    def __init__(self, kernel_size, stride=None, padding=0):
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = pool2d_arguments(kernel_size, stride, padding)
+
+    def output_shape(self, input_shape):
+        return pool2d_output_shape(input_shape, self.kernel_size, self.stride, self.padding)
+
+    def flops(self, input_shape):
+        """0: comparisons and additions, not multiply-accumulates (the paper's convention)."""
+        return 0
+
+    def extra_repr(self):
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """out = max over each window; padding never wins (it is −∞)."""
+
+    def forward(self, x):
+        out, self._cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dy):
+        return max_pool2d_backward(dy, _require_cache(self))
+
+
+class AvgPool2d(_Pool2d):
+    """out = mean over each window, padding counted as zeros (count_include_pad=True)."""
+
+    def forward(self, x):
+        out, self._cache = avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return out
+
+    def backward(self, dy):
+        return avg_pool2d_backward(dy, _require_cache(self))
+
+
+class GlobalAvgPool(Module):
+    """(N, C, H, W) -> (N, C): the mean of every channel, the classifier head's pooling.
+
+    The same as PyTorch's ``AdaptiveAvgPool2d(1)`` followed by ``Flatten()``, and
+    the same computation as the SE squeeze (paper Eq. 2).
+    """
+
+    def forward(self, x):
+        z, self._cache = global_avg_pool_forward(x)
+        return z
+
+    def backward(self, dy):
+        return global_avg_pool_backward(dy, _require_cache(self))
+
+    def output_shape(self, input_shape):
+        return tuple(input_shape[:2])
+
+    def flops(self, input_shape):
+        """0: additions only (the paper's convention counts multiply-accumulates)."""
+        return 0
