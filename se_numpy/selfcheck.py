@@ -1,0 +1,166 @@
+"""``se-numpy gradcheck``: every differentiable operation of the library against finite differences.
+
+Each case builds float64 inputs from a seeded generator, kept away from kinks by
+construction (distinct values for max operations, pre-activations away from 0),
+runs ``check_vjp`` or ``check_module`` element-wise, and becomes one row of the
+table: operation, shape, max relative error, pass/fail. The command exits
+non-zero if any row fails, so it doubles as a smoke test of an installation.
+"""
+import time
+
+import numpy as np
+
+from . import functional as F
+from . import nn
+from .gradcheck import check_module, check_vjp
+
+
+def distinct(rng, shape, low=-1.0, high=1.0):
+    """Values spread over [low, high] with no two equal (no max ties), in random order."""
+    count = int(np.prod(shape))
+    grid = np.linspace(low, high, count) + rng.uniform(-0.1, 0.1, count) * (high - low) / max(count, 1)
+    return rng.permutation(grid).reshape(shape)
+
+
+# ---------------------------------------------------------------------------- cases
+def _se_parameters(rng, channels, hidden, bias=True):
+    w1, w2 = rng.normal(0, 0.7, (hidden, channels)), rng.normal(0, 0.7, (channels, hidden))
+    b1 = rng.uniform(0.1, 0.5, hidden) if bias else None
+    b2 = rng.normal(0, 0.3, channels) if bias else None
+    return w1, b1, w2, b2
+
+
+def _functional_cases(rng):
+    x = distinct(rng, (2, 4, 3, 5))
+
+    def squeeze(mode):
+        return lambda: check_vjp(lambda x: F.squeeze_forward(x, mode)[0],
+                                 lambda dz, x: F.squeeze_backward(dz, F.squeeze_forward(x, mode)[1]),
+                                 (x,), names=("x",), elementwise=True)
+
+    yield "squeeze (avg)", x.shape, squeeze("avg")
+    yield "squeeze (max)", x.shape, squeeze("max")
+
+    s = rng.uniform(0.2, 0.9, (2, 4))
+    yield "scale", (x.shape, s.shape), lambda: check_vjp(
+        lambda x, s: F.scale_forward(x, s)[0],
+        lambda dy, x, s: F.scale_backward(dy, F.scale_forward(x, s)[1]),
+        (x, s), names=("x", "s"), elementwise=True)
+
+    z = rng.normal(size=(3, 6))
+    params = _se_parameters(rng, 6, 3)
+    for gate in ("sigmoid", "tanh", "relu", "hard_sigmoid"):
+        def excitation(gate=gate):
+            def forward(z, w1, b1, w2, b2):
+                return F.excitation_forward(z, w1, b1, w2, b2, gate)[0]
+
+            def backward(ds, z, w1, b1, w2, b2):
+                return F.excitation_backward(ds, F.excitation_forward(z, w1, b1, w2, b2, gate)[1])
+            return check_vjp(forward, backward, (z, *params),
+                             names=("z", "w1", "b1", "w2", "b2"), elementwise=True)
+        yield f"excitation ({gate} gate)", z.shape, excitation
+
+    w = rng.normal(size=(5, 6))
+    b = rng.normal(size=5)
+    yield "linear", (z.shape, w.shape), lambda: check_vjp(
+        lambda z, w, b: F.linear_forward(z, w, b)[0],
+        lambda dy, z, w, b: F.linear_backward(dy, F.linear_forward(z, w, b)[1]),
+        (z, w, b), names=("x", "weight", "bias"), elementwise=True)
+
+    for name in ("relu", "sigmoid", "tanh", "hard_sigmoid"):
+        forward, backward = F.activation.get_activation(name)
+        values = distinct(rng, (4, 5), 0.05, 2.5) * rng.choice([-1.0, 1.0], (4, 5))  # |v| >= 0.05
+        yield name, values.shape, lambda forward=forward, backward=backward, values=values: check_vjp(
+            lambda v: forward(v)[0], lambda dv, v: backward(dv, forward(v)[1]),
+            (values,), names=("x",), elementwise=True)
+
+
+def _module_cases(rng):
+    x = distinct(rng, (2, 8, 3, 3))
+    for squeeze, gate in (("avg", "sigmoid"), ("max", "sigmoid"), ("avg", "tanh")):
+        def se_block(squeeze=squeeze, gate=gate):
+            block = nn.SEBlock(8, reduction=4, squeeze=squeeze, gate=gate, rng=1).astype(np.float64)
+            return check_module(block, x, elementwise=True)
+        yield f"SEBlock ({squeeze} squeeze, {gate})", x.shape, se_block
+
+    shortcut = rng.normal(size=x.shape)
+
+    def se_axpy():
+        block = nn.SEBlock(8, reduction=4, rng=2).astype(np.float64)
+        shortcut_copy = shortcut.copy()
+
+        def forward(x, sc, *weights):
+            _load(block, weights)
+            return block.forward_add(x, sc)
+
+        def backward(dout, x, sc, *weights):
+            _load(block, weights)
+            block.zero_grad()
+            block.forward_add(x, sc)
+            dx, dsc = block.backward_add(dout)
+            return (dx, dsc) + tuple(p.grad for p in block.parameters())
+        return check_vjp(forward, backward, (x, shortcut_copy, *[p.data for p in block.parameters()]),
+                         names=("x", "shortcut") + tuple(n for n, _ in block.named_parameters()),
+                         elementwise=True)
+    yield "SEBlock fused add (Axpy)", x.shape, se_axpy
+
+    features = rng.normal(size=(3, 6))
+    yield "Linear", features.shape, lambda: check_module(
+        nn.Linear(6, 4, rng=3).astype(np.float64), features, elementwise=True)
+
+
+def _load(module, arrays):
+    for parameter, value in zip(module.parameters(), arrays):
+        parameter.data = value
+
+
+CASE_GROUPS = [_functional_cases, _module_cases]
+
+
+def run_checks(seed=0):
+    """Run every case; returns a list of row dicts (operation, shape, error, passed, report)."""
+    rows = []
+    for group in CASE_GROUPS:
+        for name, shape, run in group(np.random.default_rng(seed)):
+            start = time.perf_counter()
+            report = run()
+            rows.append({"operation": name, "shape": shape, "passed": bool(report.passed),
+                         "max_rel_error": max_relative_error(report), "report": report,
+                         "seconds": time.perf_counter() - start})
+    return rows
+
+
+def max_relative_error(report):
+    """Largest relative error over the report's tensors."""
+    return max((t.get("max_rel_error", float("nan")) for t in report.tensors.values()), default=0.0)
+
+
+def format_table(rows):
+    width = max(len(r["operation"]) for r in rows) + 2
+    lines = [f"{'operation':<{width}}{'shape':<28}{'max rel error':>14}  result",
+             "-" * (width + 28 + 14 + 8)]
+    for row in rows:
+        shape = str(row["shape"]).replace(" ", "")
+        lines.append(f"{row['operation']:<{width}}{shape:<28}{row['max_rel_error']:>14.2e}  "
+                     f"{'pass' if row['passed'] else 'FAIL'}")
+    failed = sum(not r["passed"] for r in rows)
+    lines.append(f"{len(rows) - failed} passed, {failed} failed")
+    return "\n".join(lines)
+
+
+def _command(args):
+    rows = run_checks(seed=args.seed)
+    print(format_table(rows))
+    for row in rows:
+        if not row["passed"] or args.verbose:
+            print(f"\n{row['operation']}:\n{row['report']}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+def add_commands(subparsers):
+    parser = subparsers.add_parser(
+        "gradcheck", help="check every differentiable operation against finite differences",
+        description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--verbose", action="store_true", help="print every report in full")
+    parser.set_defaults(func=_command)
