@@ -1,0 +1,62 @@
+"""The SE options every model accepts, gathered in one place (paper Secs. 6.1-6.4).
+
+    reduction   r, the reduction ratio: one int for every stage, or a tuple with
+                one ratio per stage (Table 10 varies r for the whole net; a
+                per-stage r lets you spend fewer parameters on the wide late stages)
+    placement   where SE sits in a residual unit: "standard", "pre", "post",
+                "identity" (Fig. 5, Table 14) or "after_3x3" (Table 15)
+    se_bias     whether the two FC layers of the excitation have biases
+                (timm's SEModule: yes; the paper's ablations: no)
+    squeeze     "avg" (Eq. 2) or "max" (Table 11)
+    gate        "sigmoid" (Eq. 3), "tanh", "relu" (Table 12) or "hard_sigmoid"
+"""
+import numpy as np
+
+from ..nn.residual import check_placement
+from ..nn.se import SEBlock
+
+SE_OPTION_NAMES = ("reduction", "placement", "se_bias", "squeeze", "gate")
+
+
+class SEConfig:
+    """How to build the SE block of each stage of a network.
+
+    Args: see the module docstring. ``num_stages`` is the number of stages of
+    the network, so a per-stage ``reduction`` tuple can be checked at once.
+    """
+
+    def __init__(self, num_stages, reduction=16, placement="standard", se_bias=True,
+                 squeeze="avg", gate="sigmoid"):
+        self.num_stages = int(num_stages)
+        if isinstance(reduction, (list, tuple)):
+            if len(reduction) != self.num_stages:
+                raise ValueError(f"reduction: expected one ratio per stage ({self.num_stages} "
+                                 f"values), got {len(reduction)}: {tuple(reduction)}")
+            ratios = tuple(reduction)
+        else:
+            ratios = (reduction,) * self.num_stages
+        for ratio in ratios:
+            if isinstance(ratio, bool) or not isinstance(ratio, (int, float, np.integer,
+                                                                 np.floating)) or ratio <= 0:
+                raise ValueError(f"reduction: expected positive numbers, got {reduction!r}")
+        self.reductions = ratios
+        self.placement = check_placement(placement)
+        self.se_bias, self.squeeze, self.gate = bool(se_bias), squeeze, gate
+
+    def make(self, channels, stage_index, dtype=np.float32, rng=None):
+        """The SE block over ``channels`` channels for stage ``stage_index`` (0-based)."""
+        return SEBlock(channels, reduction=self.reductions[stage_index], squeeze=self.squeeze,
+                       gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng)
+
+
+def split_se_options(model_name, with_se, options):
+    """Separate SE options from the rest; refuse SE options on a model without SE.
+
+    Returns (SE options dict, remaining options dict). Silently ignoring, say,
+    ``reduction=8`` on ``resnet50`` would hide a typo in the model name.
+    """
+    se_options = {key: options.pop(key) for key in SE_OPTION_NAMES if key in options}
+    if se_options and not with_se:
+        raise TypeError(f"{model_name} has no SE blocks, so the options "
+                        f"{sorted(se_options)} do not apply (use se_{model_name})")
+    return se_options, options
