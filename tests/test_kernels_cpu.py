@@ -1,0 +1,390 @@
+"""The Numba CPU kernels agree with the NumPy reference, on every function and layout.
+
+Tolerances, and why they are what they are:
+
+* Element-wise kernels (scale, se_backward_dx, scale_add, squeeze_backward,
+  max squeeze/pool, im2col, col2im, average-pool backward) perform the same
+  IEEE operations in the same order as the reference, so they must agree
+  **exactly** (``assert_array_equal``).
+* Reductions (squeeze, se_backward_ds, scale_backward's ds, average pooling)
+  accumulate in float64 in both backends, but in a different order (SIMD
+  partial sums vs NumPy's pairwise sum). Two float64 sums of k terms of size
+  ≤ 1 differ by at most ~k·2^-53·Σ|x| ≈ 1e-13 here; after the final rounding a
+  float32 result can differ by 1 unit in the last place (2^-23 ≈ 1.2e-7
+  relative). ``_REDUCTION_TOLERANCE`` allows exactly that and no more: an
+  error of 2 ulp in float32, or a float32 (not float64) accumulator, fails.
+
+Every kernel runs in both of its paths, serial and parallel, by lowering
+``cpu.PARALLEL_MIN_ELEMENTS`` (the small shapes Hypothesis draws would otherwise
+all take the serial path).
+"""
+import contextlib
+import inspect
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from se_numpy.kernels import cpu, cpu_naive
+from se_numpy.kernels import numpy_ref as ref
+
+DTYPES = (np.float32, np.float64)
+
+# rtol: 1 ulp of float32 (or ~1e3 ulp of float64, far below any real bug);
+# atol: the float64 order-of-summation difference when a sum cancels to ~0.
+_REDUCTION_TOLERANCE = {np.float32: dict(rtol=1.2e-7, atol=1e-12),
+                        np.float64: dict(rtol=1e-13, atol=1e-13)}
+
+
+# --------------------------------------------------------------------------- helpers
+@contextlib.contextmanager
+def kernel_path(path):
+    """Force the serial or the parallel loops, whatever the array size."""
+    saved = cpu.PARALLEL_MIN_ELEMENTS
+    cpu.PARALLEL_MIN_ELEMENTS = 0 if path == "parallel" else 2 ** 62
+    try:
+        yield
+    finally:
+        cpu.PARALLEL_MIN_ELEMENTS = saved
+
+
+def assert_reduction_close(actual, expected):
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    np.testing.assert_allclose(actual, expected, **_REDUCTION_TOLERANCE[expected.dtype.type])
+
+
+def assert_identical(actual, expected):
+    assert actual.dtype == expected.dtype, (actual.dtype, expected.dtype)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    np.testing.assert_array_equal(actual, expected)
+
+
+def in_layout(array, layout):
+    """The same values as ``array`` in a contiguous, transposed-view or sliced-view layout."""
+    if layout == "contiguous":
+        return array
+    if layout == "transposed":      # stored (W, H, C, N), viewed as NCHW: all strides reversed
+        view = np.ascontiguousarray(array.transpose(3, 2, 1, 0)).transpose(3, 2, 1, 0)
+    else:                           # every other element of a twice-as-wide buffer
+        buffer = np.zeros(array.shape[:-1] + (2 * array.shape[-1],), dtype=array.dtype)
+        buffer[..., ::2] = array
+        view = buffer[..., ::2]
+    np.testing.assert_array_equal(view, array)
+    return view
+
+
+@st.composite
+def feature_maps(draw, max_side=7):
+    """(x, path) with x a random NCHW map: N, C, H, W in 1..max_side, any dtype and layout."""
+    shape = (draw(st.integers(1, 3)), draw(st.integers(1, 4)),
+             draw(st.integers(1, max_side)), draw(st.integers(1, max_side)))
+    dtype = draw(st.sampled_from(DTYPES))
+    seed = draw(st.integers(0, 2 ** 32 - 1))
+    x = np.random.default_rng(seed).uniform(-1, 1, size=shape).astype(dtype)
+    return in_layout(x, draw(st.sampled_from(["contiguous", "transposed", "sliced"])))
+
+
+def same_shape_map(x, seed, layout="contiguous"):
+    values = np.random.default_rng(seed).uniform(-1, 1, size=x.shape).astype(x.dtype)
+    return in_layout(values, layout)
+
+
+def per_channel(x, seed):
+    """A (N, C) array in x's dtype, strictly positive like a sigmoid gate."""
+    return np.random.default_rng(seed).uniform(0.05, 1, size=x.shape[:2]).astype(x.dtype)
+
+
+paths = st.sampled_from(["serial", "parallel"])
+layouts = st.sampled_from(["contiguous", "transposed", "sliced"])
+seeds = st.integers(0, 2 ** 32 - 1)
+
+
+# --------------------------------------------------------------------------- warm-up
+@pytest.fixture(scope="module", autouse=True)
+def compiled_kernels():
+    """Compile (or load from the cache) every kernel once, outside Hypothesis' deadlines."""
+    for dtype in DTYPES:
+        x = np.ones((1, 2, 3, 3), dtype=dtype)
+        s = np.ones((1, 2), dtype=dtype)
+        for path in ("serial", "parallel"):
+            with kernel_path(path):
+                cpu.squeeze_forward(x)
+                cpu.squeeze_backward(s, x.shape)
+                cpu.max_squeeze_forward(x)
+                cpu.scale_forward(x, s)
+                cpu.scale_backward(x, x, s)
+                cpu.se_backward_ds(x, x)
+                cpu.se_backward_dx(x, s, s)
+                cpu.scale_add_forward(x, s, x)
+        _, argmax = cpu.max_squeeze_forward(x)
+        cpu.max_squeeze_backward(s, argmax, x.shape)
+        cols = cpu.im2col(x, (2, 2), (1, 1), (1, 1), (1, 1))
+        cpu.col2im(cols, x.shape, (2, 2), (1, 1), (1, 1), (1, 1))
+        out, argmax = cpu.max_pool2d_forward(x, (2, 2), (1, 1), (1, 1))
+        cpu.max_pool2d_backward(out, argmax, x.shape)
+        out = cpu.avg_pool2d_forward(x, (2, 2), (1, 1), (1, 1))
+        cpu.avg_pool2d_backward(out, x.shape, (2, 2), (1, 1), (1, 1))
+        for draft in (cpu_naive.squeeze_forward_pixel_outer, cpu_naive.squeeze_forward_naive,
+                      cpu_naive.squeeze_forward_float64):
+            draft(x)
+        cpu_naive.se_backward_dx_promoting(x, s, s)
+
+
+# --------------------------------------------------------------------------- the contract
+def test_every_reference_function_exists_with_the_same_signature():
+    reference_functions = {name: function for name, function in vars(ref).items()
+                           if inspect.isfunction(function) and not name.startswith("_")}
+    assert len(reference_functions) >= 17
+    for name, function in reference_functions.items():
+        assert hasattr(cpu, name), f"cpu backend lacks {name}"
+        assert inspect.signature(getattr(cpu, name)) == inspect.signature(function), name
+
+
+def test_backend_identity():
+    assert cpu.NAME == "numba"
+    cpu.check_available()   # raises RuntimeError if numba cannot run here
+
+
+def test_selectable_through_the_backend_switch():
+    from se_numpy.kernels import backend
+    with backend.use_backend("numba"):
+        assert backend.current() is cpu
+
+
+# --------------------------------------------------------------------------- squeeze
+@settings(max_examples=40)
+@given(x=feature_maps(), path=paths)
+def test_squeeze_forward_matches_reference(x, path):
+    with kernel_path(path):
+        assert_reduction_close(cpu.squeeze_forward(x), ref.squeeze_forward(x))
+
+
+@settings(max_examples=25)
+@given(x=feature_maps(), seed=seeds, path=paths)
+def test_squeeze_backward_matches_reference(x, seed, path):
+    dz = per_channel(x, seed)
+    with kernel_path(path):
+        assert_identical(cpu.squeeze_backward(dz, x.shape), ref.squeeze_backward(dz, x.shape))
+
+
+def test_squeeze_forward_float32_is_accurate_at_224_squared():
+    """Float64 accumulation: a float32 mean over 224² values is within 1 ulp of the exact mean.
+
+    The values sit in [1, 2) so the float32 running sum grows to ~75 000 where
+    its spacing is 2^-7: a float32 accumulator drifts by ~1e-6 relative, the
+    float64 one stays within the final rounding (2^-24 relative)."""
+    x = np.random.default_rng(0).uniform(1, 2, size=(1, 3, 224, 224)).astype(np.float32)
+    exact = x.astype(np.float64).sum(axis=(2, 3)) / (224 * 224)   # exact to ~1e-16
+    for path in ("serial", "parallel"):
+        with kernel_path(path):
+            z = cpu.squeeze_forward(x)
+        assert z.dtype == np.float32
+        np.testing.assert_allclose(z, exact, rtol=2 ** -23, atol=0)
+    # the same check catches a float32 accumulator: the naive draft fails it
+    drifted = cpu_naive.squeeze_forward_naive(x)
+    assert np.max(np.abs(drifted / exact - 1)) > 2 ** -23
+
+
+@settings(max_examples=30)
+@given(seed=seeds, shape=st.tuples(st.integers(1, 3), st.integers(1, 4),
+                                   st.integers(1, 5), st.integers(1, 5)),
+       dtype=st.sampled_from(DTYPES), layout=layouts, path=paths)
+def test_max_squeeze_forward_matches_reference_including_ties(seed, shape, dtype, layout, path):
+    # values from {0, 1, 2, 3}: most channels hold several equal maxima, so the
+    # "first maximum in row-major order" rule is exercised on nearly every draw
+    x = np.random.default_rng(seed).integers(0, 4, size=shape).astype(dtype)
+    x = in_layout(x, layout)
+    with kernel_path(path):
+        z, argmax = cpu.max_squeeze_forward(x)
+    z_ref, argmax_ref = ref.max_squeeze_forward(x)
+    assert_identical(z, z_ref)
+    assert_identical(argmax, argmax_ref)
+
+
+def test_max_squeeze_first_maximum_and_nan_rule():
+    x = np.array([[[[1.0, 3.0], [3.0, 0.0]],            # tie: flat index 1 wins, not 2
+                   [[np.nan, 5.0], [np.nan, 9.0]],      # first NaN wins, as np.argmax
+                   [[-np.inf, -np.inf], [-np.inf, -np.inf]]]])
+    z, argmax = cpu.max_squeeze_forward(x)
+    assert argmax.tolist() == [[1, 0, 0]]
+    assert z[0, 0] == 3.0 and np.isnan(z[0, 1]) and z[0, 2] == -np.inf
+
+
+@settings(max_examples=25)
+@given(x=feature_maps(), seed=seeds)
+def test_max_squeeze_backward_matches_reference(x, seed):
+    dz = per_channel(x, seed)
+    _, argmax = ref.max_squeeze_forward(x)
+    assert_identical(cpu.max_squeeze_backward(dz, argmax, x.shape),
+                     ref.max_squeeze_backward(dz, argmax, x.shape))
+
+
+# --------------------------------------------------------------------------- scale and fused SE
+@settings(max_examples=30)
+@given(x=feature_maps(), seed=seeds, path=paths)
+def test_scale_forward_matches_reference(x, seed, path):
+    s = per_channel(x, seed)
+    with kernel_path(path):
+        assert_identical(cpu.scale_forward(x, s), ref.scale_forward(x, s))
+
+
+@settings(max_examples=30)
+@given(x=feature_maps(), seed=seeds, layout=layouts, path=paths)
+def test_scale_backward_matches_reference(x, seed, layout, path):
+    dy, s = same_shape_map(x, seed, layout), per_channel(x, seed)
+    with kernel_path(path):
+        dx, ds = cpu.scale_backward(dy, x, s)
+    dx_ref, ds_ref = ref.scale_backward(dy, x, s)
+    assert_identical(dx, dx_ref)
+    assert_reduction_close(ds, ds_ref)
+
+
+@settings(max_examples=30)
+@given(x=feature_maps(), seed=seeds, layout=layouts, path=paths)
+def test_se_backward_ds_matches_reference(x, seed, layout, path):
+    dy = same_shape_map(x, seed, layout)
+    with kernel_path(path):
+        assert_reduction_close(cpu.se_backward_ds(dy, x), ref.se_backward_ds(dy, x))
+
+
+@settings(max_examples=30)
+@given(dy=feature_maps(), seed=seeds, path=paths)
+def test_se_backward_dx_matches_reference(dy, seed, path):
+    s, dz = per_channel(dy, seed), per_channel(dy, seed + 1) - dy.dtype.type(0.5)
+    with kernel_path(path):
+        assert_identical(cpu.se_backward_dx(dy, s, dz), ref.se_backward_dx(dy, s, dz))
+
+
+@settings(max_examples=30)
+@given(u=feature_maps(), seed=seeds, layout=layouts, path=paths)
+def test_scale_add_forward_and_backward_match_reference(u, seed, layout, path):
+    s, shortcut = per_channel(u, seed), same_shape_map(u, seed, layout)
+    dout = same_shape_map(u, seed + 1)
+    with kernel_path(path):
+        out = cpu.scale_add_forward(u, s, shortcut)
+        du, ds = cpu.scale_add_backward(dout, u, s)
+    assert_identical(out, ref.scale_add_forward(u, s, shortcut))
+    du_ref, ds_ref = ref.scale_add_backward(dout, u, s)
+    assert_identical(du, du_ref)
+    assert_reduction_close(ds, ds_ref)
+
+
+# --------------------------------------------------------------------------- conv helpers, pooling
+@st.composite
+def window_configs(draw, max_kernel=3):
+    """(kernel, stride, padding, dilation) pairs with padding ≤ kernel/2 (PyTorch's rule)."""
+    kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    return kernel, stride, padding, dilation
+
+
+def fits(x_shape, kernel, stride, padding, dilation=(1, 1)):
+    return all(ref.conv_output_size(x_shape[2 + axis], kernel[axis], stride[axis],
+                                    padding[axis], dilation[axis]) >= 1 for axis in (0, 1))
+
+
+@settings(max_examples=40)
+@given(x=feature_maps(), config=window_configs(), seed=seeds)
+def test_im2col_and_col2im_match_reference(x, config, seed):
+    kernel, stride, padding, dilation = config
+    if not fits(x.shape, kernel, stride, padding, dilation):
+        kernel, stride, padding, dilation = (1, 1), (1, 1), (0, 0), (1, 1)
+    cols = cpu.im2col(x, kernel, stride, padding, dilation)
+    assert_identical(cols, ref.im2col(x, kernel, stride, padding, dilation))
+    dcols = np.random.default_rng(seed).uniform(-1, 1, size=cols.shape).astype(x.dtype)
+    dcols = in_layout(dcols[None], "sliced")[0]
+    assert_identical(cpu.col2im(dcols, x.shape, kernel, stride, padding, dilation),
+                     ref.col2im(dcols, x.shape, kernel, stride, padding, dilation))
+
+
+@settings(max_examples=40)
+@given(seed=seeds, shape=st.tuples(st.integers(1, 2), st.integers(1, 3),
+                                   st.integers(1, 7), st.integers(1, 7)),
+       dtype=st.sampled_from(DTYPES), layout=layouts, config=window_configs())
+def test_max_pool2d_matches_reference_including_ties(seed, shape, dtype, layout, config):
+    kernel, stride, padding, _ = config
+    if not fits(shape, kernel, stride, padding):
+        kernel, stride, padding = (1, 1), (1, 1), (0, 0)
+    rng = np.random.default_rng(seed)
+    x = in_layout(rng.integers(-2, 2, size=shape).astype(dtype), layout)   # many ties
+    out, argmax = cpu.max_pool2d_forward(x, kernel, stride, padding)
+    out_ref, argmax_ref = ref.max_pool2d_forward(x, kernel, stride, padding)
+    assert_identical(out, out_ref)
+    assert_identical(argmax, argmax_ref)
+    # overlapping windows (stride < kernel) share arg-maxes: backward must accumulate
+    dout = rng.uniform(-1, 1, size=out.shape).astype(dtype)
+    assert_identical(cpu.max_pool2d_backward(dout, argmax, x.shape),
+                     ref.max_pool2d_backward(dout, argmax_ref, x.shape))
+
+
+def test_max_pool2d_tie_goes_to_first_cell_of_window():
+    x = np.array([[[[2.0, 2.0, 1.0],
+                    [2.0, 0.0, 2.0]]]], dtype=np.float32)
+    out, argmax = cpu.max_pool2d_forward(x, (2, 2), (1, 1), (0, 0))
+    assert out.tolist() == [[[[2.0, 2.0]]]]
+    assert argmax.tolist() == [[[[0, 1]]]]    # row-major first maximum of each window
+
+
+@settings(max_examples=40)
+@given(x=feature_maps(), config=window_configs(), seed=seeds)
+def test_avg_pool2d_matches_reference(x, config, seed):
+    kernel, stride, padding, _ = config
+    if not fits(x.shape, kernel, stride, padding):
+        kernel, stride, padding = (1, 1), (1, 1), (0, 0)
+    out = cpu.avg_pool2d_forward(x, kernel, stride, padding)
+    assert_reduction_close(out, ref.avg_pool2d_forward(x, kernel, stride, padding))
+    dout = np.random.default_rng(seed).uniform(-1, 1, size=out.shape).astype(x.dtype)
+    assert_identical(cpu.avg_pool2d_backward(dout, x.shape, kernel, stride, padding),
+                     ref.avg_pool2d_backward(dout, x.shape, kernel, stride, padding))
+
+
+# --------------------------------------------------------------------------- dtype and layout rules
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outputs_keep_the_input_dtype_and_are_contiguous(dtype):
+    x = np.ones((2, 3, 4, 5), dtype=dtype)
+    s = np.ones((2, 3), dtype=dtype)
+    outputs = [cpu.squeeze_forward(x), cpu.squeeze_backward(s, x.shape), cpu.scale_forward(x, s),
+               *cpu.scale_backward(x, x, s), cpu.se_backward_ds(x, x), cpu.se_backward_dx(x, s, s),
+               cpu.scale_add_forward(x, s, x), cpu.max_squeeze_forward(x)[0],
+               cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0)),
+               cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))[0],
+               cpu.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1))]
+    for output in outputs:
+        assert output.dtype == dtype
+        assert output.flags.c_contiguous
+
+
+def test_large_map_takes_the_parallel_path_and_agrees():
+    """A map above PARALLEL_MIN_ELEMENTS with the default threshold (no forcing)."""
+    x = np.random.default_rng(1).uniform(-1, 1, size=(2, 8, 64, 64)).astype(np.float32)
+    assert x.size >= cpu.PARALLEL_MIN_ELEMENTS
+    s = per_channel(x, 2)
+    assert_reduction_close(cpu.squeeze_forward(x), ref.squeeze_forward(x))
+    assert_identical(cpu.scale_forward(x, s), ref.scale_forward(x, s))
+    assert_reduction_close(cpu.se_backward_ds(x, x), ref.se_backward_ds(x, x))
+
+
+# --------------------------------------------------------------------------- teaching drafts
+@settings(max_examples=20)
+@given(x=feature_maps(), seed=seeds)
+def test_naive_drafts_compute_the_same_operation(x, seed):
+    # float64 maps: every draft must agree to summation-order rounding;
+    # float32 maps: the float32-accumulating draft may drift by a few ulp on
+    # ≤ 49 terms (≤ 49 roundings of 2^-24 relative each), the others by 1 ulp
+    expected = ref.squeeze_forward(x)
+    drift = {np.float32: 49 * 2 ** -24, np.float64: 1e-13}[x.dtype.type]
+    for draft in (cpu_naive.squeeze_forward_pixel_outer, cpu_naive.squeeze_forward_float64):
+        assert_reduction_close(draft(x), expected)
+    np.testing.assert_allclose(cpu_naive.squeeze_forward_naive(x), expected, rtol=drift,
+                               atol=drift)
+    s, dz = per_channel(x, seed), per_channel(x, seed + 1)
+    # the promoting draft evaluates in float64 and rounds once; the reference
+    # rounds the product (|dy·s| < 1, error ≤ 2^-24) and then the sum (< 2,
+    # error ≤ 2^-23): they may differ by 2^-24 + 2^-23 < 2^-22 in absolute terms
+    promotion_gap = {np.float32: 2 ** -22, np.float64: 1e-15}[x.dtype.type]
+    np.testing.assert_allclose(cpu_naive.se_backward_dx_promoting(x, s, dz),
+                               ref.se_backward_dx(x, s, dz), rtol=0, atol=promotion_gap)
