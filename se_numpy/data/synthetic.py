@@ -1,0 +1,129 @@
+"""The embedded data set: "which channel speaks?" — textures whose meaning depends on channel context.
+
+Built procedurally from a seed in about a second, nothing downloaded. It is
+designed so that the thing an SE block computes (paper Sec. 3: squeeze each
+channel to its global mean, then re-weight the channels with a gate that depends
+on *all* the means) is exactly what solves the task.
+
+How one 3 x 32 x 32 image of class k is made
+--------------------------------------------
+1. Pick the *signal channel* a ∈ {R, G, B} at random. It carries the class
+   texture: a sinusoidal grating whose orientation and frequency are fixed by
+   the class (5 orientations x 2 frequencies = 10 classes), with a random phase
+   and contrast.
+2. Each of the two other channels, independently with probability
+   ``distractor_probability``, carries a *distractor*: the texture of another,
+   random class, at the same contrast. Otherwise it carries only noise.
+3. The signal channel is brighter on average by ``cue_offset``. This global
+   mean is the only thing that tells the signal channel from a distractor.
+4. Every channel gets an "illumination" field: a low-frequency sinusoid whose
+   amplitude (``illumination``) is larger than ``cue_offset``, with a whole
+   number of periods across the image so that it averages to exactly zero
+   over the full image. Locally it swamps the cue; the global mean (the squeeze
+   z_c = 1/(HW) Σ_ij u_c(i,j)) cancels it.
+5. Gaussian pixel noise, clipping to [0, 1], rounding to uint8.
+
+Why channel attention helps: a plain CNN ends in global average pooling and a
+linear layer, so it can detect *which textures are present* but cannot easily
+multiply "texture t is in channel c" by "channel c is the bright one" — the
+bright channel is invisible to its local filters. When distractors are present
+it must guess among the textures it sees. An SE block squeezes each channel to
+its mean and gates the channels by it, i.e. it can switch off the distractor
+channels' features before they reach the classifier.
+"""
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dataset import ImageDataset
+
+IMAGE_SIZE = 32
+CHANNELS = 3
+ORIENTATIONS_DEGREES = (0.0, 36.0, 72.0, 108.0, 144.0)
+PERIODS_PIXELS = (8.0, 4.0)          # low and high spatial frequency, in pixels per cycle
+CLASS_NAMES = tuple(f"{int(angle)}deg/{'low' if period == 8.0 else 'high'}"
+                    for period in PERIODS_PIXELS for angle in ORIENTATIONS_DEGREES)
+
+
+@dataclass(frozen=True)
+class SyntheticConfig:
+    """Knobs of the generator (defaults are the ones documented in docs/data.md)."""
+
+    train_size: int = 8000
+    test_size: int = 2000
+    distractor_probability: float = 0.7
+    contrast_range: tuple = (0.12, 0.22)   # grating amplitude (pixel values in [0, 1])
+    cue_offset: float = 0.12               # signal channel's extra mean brightness
+    illumination: tuple = (0.15, 0.3)      # amplitude range of the zero-mean illumination
+    noise: float = 0.06                    # std of the Gaussian pixel noise
+    background: float = 0.42               # mean pixel value of a non-signal channel
+
+
+def _grating(class_index, phase, contrast):
+    """Sinusoidal gratings, one per image: (N,) class, phase, contrast -> (N, 32, 32).
+
+    g(i, j) = contrast · sin(2π (j cos θ + i sin θ) / period + phase),
+    with θ and period fixed by the class.
+    """
+    angles = np.deg2rad(np.array(ORIENTATIONS_DEGREES))[class_index % len(ORIENTATIONS_DEGREES)]
+    periods = np.array(PERIODS_PIXELS)[class_index // len(ORIENTATIONS_DEGREES)]
+    rows, columns = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64)
+    projection = (columns[None] * np.cos(angles)[:, None, None]
+                  + rows[None] * np.sin(angles)[:, None, None])
+    waves = np.sin(2 * np.pi * projection / periods[:, None, None] + phase[:, None, None])
+    return contrast[:, None, None] * waves
+
+
+def _illumination(rng, count, amplitude_range):
+    """Zero-mean low-frequency light fields: (count, 32, 32).
+
+    cos(2π (u j + v i) / 32 + φ) with integer (u, v) ≠ (0, 0) has a whole number
+    of periods across the image, so its mean over all 32 x 32 pixels is exactly 0:
+    only a *global* average removes it.
+    """
+    directions = np.array([(1, 0), (0, 1), (1, 1), (1, -1)])
+    u, v = directions[rng.integers(0, len(directions), count)].T
+    phase = rng.uniform(0, 2 * np.pi, count)
+    amplitude = rng.uniform(*amplitude_range, count)
+    rows, columns = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64)
+    angle = 2 * np.pi * (u[:, None, None] * columns + v[:, None, None] * rows) / IMAGE_SIZE
+    return amplitude[:, None, None] * np.cos(angle + phase[:, None, None])
+
+
+def generate_split(count, rng, config=SyntheticConfig()):
+    """``count`` images and labels: uint8 (count, 3, 32, 32), int64 (count,)."""
+    num_classes = len(CLASS_NAMES)
+    labels = rng.integers(0, num_classes, count)
+    signal_channel = rng.integers(0, CHANNELS, count)
+    contrast = rng.uniform(*config.contrast_range, count)
+    images = np.full((count, CHANNELS, IMAGE_SIZE, IMAGE_SIZE), config.background)
+    for channel in range(CHANNELS):
+        is_signal = signal_channel == channel
+        # a distractor is another class's texture: add 1..9 to the label modulo 10
+        distractor_class = (labels + rng.integers(1, num_classes, count)) % num_classes
+        has_distractor = rng.random(count) < config.distractor_probability
+        texture_class = np.where(is_signal, labels, distractor_class)
+        texture_on = is_signal | has_distractor
+        phase = rng.uniform(0, 2 * np.pi, count)
+        images[:, channel] += texture_on[:, None, None] * _grating(texture_class, phase, contrast)
+        images[:, channel] += is_signal[:, None, None] * config.cue_offset
+        images[:, channel] += _illumination(rng, count, config.illumination)
+    images += rng.normal(0.0, config.noise, images.shape)
+    images = np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
+    return images, labels.astype(np.int64)
+
+
+def make_synthetic(seed=0, config=SyntheticConfig()):
+    """The embedded data set, generated deterministically from ``seed``.
+
+    The train and test splits come from independent child generators of one
+    ``np.random.SeedSequence(seed)``, so the test set does not change when
+    ``train_size`` does.
+    """
+    train_sequence, test_sequence = np.random.SeedSequence(seed).spawn(2)
+    train_images, train_labels = generate_split(config.train_size,
+                                                np.random.default_rng(train_sequence), config)
+    test_images, test_labels = generate_split(config.test_size,
+                                              np.random.default_rng(test_sequence), config)
+    return ImageDataset("synthetic", train_images, train_labels, test_images, test_labels,
+                        CLASS_NAMES)

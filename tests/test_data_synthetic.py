@@ -1,0 +1,137 @@
+"""The embedded data set, batching, normalisation and augmentation."""
+import numpy as np
+import pytest
+
+from se_numpy.data import (BatchLoader, ImageDataset, SyntheticConfig, make_synthetic,
+                           random_crop, random_horizontal_flip, to_float)
+from se_numpy.data.synthetic import generate_split
+
+SMALL = SyntheticConfig(train_size=300, test_size=100)
+
+
+def test_synthetic_is_deterministic_and_seed_dependent():
+    first, again, other = make_synthetic(3, SMALL), make_synthetic(3, SMALL), make_synthetic(4, SMALL)
+    np.testing.assert_array_equal(first.train_images, again.train_images)
+    np.testing.assert_array_equal(first.test_labels, again.test_labels)
+    assert not np.array_equal(first.train_images, other.train_images)
+    assert first.train_images.shape == (300, 3, 32, 32) and first.train_images.dtype == np.uint8
+    assert first.num_classes == 10 and set(np.unique(first.train_labels)) == set(range(10))
+
+
+def test_signal_channel_is_the_brightest_on_average_but_not_locally():
+    # Regenerate with a generator in the same state to learn the hidden signal channel:
+    # generate_split draws the labels first, then the signal channel.
+    count = 400
+    images, _ = generate_split(count, np.random.default_rng(11))
+    probe = np.random.default_rng(11)
+    probe.integers(0, 10, count)
+    signal_channel = probe.integers(0, 3, count)
+    global_mean = images.astype(np.float64).mean(axis=(2, 3))
+    assert np.mean(global_mean.argmax(axis=1) == signal_channel) > 0.97
+    # a 4x4 corner patch cannot tell reliably: the illumination field hides the cue
+    patch_mean = images[:, :, :4, :4].astype(np.float64).mean(axis=(2, 3))
+    assert np.mean(patch_mean.argmax(axis=1) == signal_channel) < 0.75
+
+
+def test_channel_mean_std_matches_direct_computation():
+    data = make_synthetic(0, SMALL)
+    mean, std = data.channel_mean_std()
+    pixels = data.train_images.transpose(1, 0, 2, 3).reshape(3, -1) / 255.0
+    np.testing.assert_allclose(mean, pixels.mean(axis=1), rtol=1e-12)
+    np.testing.assert_allclose(std, pixels.std(axis=1), rtol=1e-12)
+
+
+def test_dataset_rejects_bad_arrays():
+    images = np.zeros((4, 3, 8, 8), np.uint8)
+    with pytest.raises(ValueError, match="4 images but 3 labels"):
+        ImageDataset("x", images, np.zeros(3, np.int64), images, np.zeros(4, np.int64), ("a",))
+    with pytest.raises(ValueError, match="uint8"):
+        ImageDataset("x", images.astype(np.float32), np.zeros(4, np.int64), images,
+                     np.zeros(4, np.int64), ("a",))
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        ImageDataset("x", images, np.array([0, 1, 2, 0]), images, np.zeros(4, np.int64), ("a", "b"))
+
+
+def test_to_float_normalises_per_channel():
+    images = np.array([[[[0, 255]], [[51, 102]]]], dtype=np.uint8)   # (1, 2, 1, 2)
+    x = to_float(images, mean=[0.5, 0.2], std=[0.5, 0.1], dtype=np.float64)
+    # channel 0: (0 - .5)/.5 = -1, (1 - .5)/.5 = 1;  channel 1: (.2 - .2)/.1 = 0, (.4 - .2)/.1 = 2
+    np.testing.assert_allclose(x, [[[[-1.0, 1.0]], [[0.0, 2.0]]]], atol=1e-12)
+    assert to_float(images, [0, 0], [1, 1], np.float32).dtype == np.float32
+    with pytest.raises(ValueError, match=r"expected shape \(2,\)"):
+        to_float(images, [0.5], [0.5])
+
+
+def test_random_crop_is_a_shift_with_zero_fill():
+    x = np.arange(2 * 1 * 6 * 6, dtype=np.float64).reshape(2, 1, 6, 6) + 1.0
+    out = random_crop(x, np.random.default_rng(0), padding=2)
+    # replay the generator: top and left offsets for the 2 images
+    replay = np.random.default_rng(0)
+    top, left = replay.integers(0, 5, 2), replay.integers(0, 5, 2)
+    for i in range(2):
+        padded = np.pad(x[i, 0], 2)
+        np.testing.assert_array_equal(out[i, 0], padded[top[i]:top[i] + 6, left[i]:left[i] + 6])
+    assert out.shape == x.shape
+
+
+def test_horizontal_flip_mirrors_the_chosen_images():
+    x = np.arange(4 * 1 * 2 * 3, dtype=np.float32).reshape(4, 1, 2, 3)
+    out = random_horizontal_flip(x, np.random.default_rng(5))
+    flipped = np.random.default_rng(5).random(4) < 0.5
+    assert 0 < flipped.sum() < 4, "choose a seed that flips some but not all images"
+    for i in range(4):
+        np.testing.assert_array_equal(out[i], x[i, :, :, ::-1] if flipped[i] else x[i])
+
+
+def test_loader_covers_every_image_once_per_epoch_in_a_new_order():
+    images = np.arange(10, dtype=np.uint8).reshape(10, 1, 1, 1)
+    labels = np.arange(10)
+    loader = BatchLoader(images, labels, 4, mean=[0.0], std=[1 / 255], shuffle=True,
+                         rng=np.random.default_rng(0), dtype=np.float64)
+    assert len(loader) == 3
+    epochs = []
+    for _ in range(2):
+        batches = list(loader)
+        assert [len(y) for _, y in batches] == [4, 4, 2]
+        seen = np.concatenate([y for _, y in batches])
+        # with std = 1/255 and mean 0 the float image equals the label it was made from
+        np.testing.assert_array_equal(np.concatenate([x.ravel() for x, _ in batches]), seen)
+        assert sorted(seen) == list(range(10))
+        epochs.append(seen)
+    assert not np.array_equal(epochs[0], epochs[1])
+    dropping = BatchLoader(images, labels, 4, [0.0], [1.0], drop_last=True)
+    assert len(dropping) == 2 and np.array_equal(next(iter(dropping))[1], [0, 1, 2, 3])
+
+
+def test_loader_is_reproduced_from_the_generator_state():
+    data = make_synthetic(0, SMALL)
+    mean, std = data.channel_mean_std()
+    rng = np.random.default_rng(7)
+    loader = BatchLoader(data.train_images, data.train_labels, 64, mean, std, shuffle=True,
+                         augment=True, rng=rng)
+    list(loader)                                         # one epoch moves the generator
+    saved = rng.bit_generator.state
+    second = [x for x, _ in loader]
+    restored = np.random.default_rng()
+    restored.bit_generator.state = saved
+    replay = BatchLoader(data.train_images, data.train_labels, 64, mean, std, shuffle=True,
+                         augment=True, rng=restored)
+    for a, b in zip(second, replay):
+        np.testing.assert_array_equal(a, b[0])
+
+
+def test_loader_rejects_bad_arguments():
+    images, labels = np.zeros((4, 1, 2, 2), np.uint8), np.zeros(4, np.int64)
+    with pytest.raises(TypeError, match="Generator"):
+        BatchLoader(images, labels, 2, [0.0], [1.0], shuffle=True)
+    with pytest.raises(ValueError, match="batch_size"):
+        BatchLoader(images, labels, 0, [0.0], [1.0])
+    with pytest.raises(ValueError, match="must agree"):
+        BatchLoader(images, labels[:3], 2, [0.0], [1.0])
+
+
+def test_plot_samples_writes_a_png(tmp_path):
+    from se_numpy.data import plot_samples
+    path = plot_samples(str(tmp_path / "samples.png"), make_synthetic(0, SMALL), per_class=1)
+    with open(path, "rb") as handle:
+        assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
