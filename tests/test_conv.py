@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from se_numpy.functional.conv import conv2d_backward, conv2d_forward
+from se_numpy.gradcheck import check_module
 from se_numpy.nn.conv import Conv2d
 
 # Central differences in float64 with step 1e-6: truncation error ~ step² · |f'''| ~ 1e-12 and
@@ -260,3 +261,11 @@ def test_agrees_with_torch():
     np.testing.assert_allclose(out, tout.detach().numpy(), rtol=1e-10, atol=1e-10)
     for ours, theirs in ((dx, tx), (dweight, tw), (dbias, tb)):
         np.testing.assert_allclose(ours, theirs.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("options", [dict(stride=1, padding=1), dict(stride=2, dilation=2),
+                                     dict(groups=2, bias=False)], ids=["padded", "dilated", "grouped"])
+def test_module_passes_the_gradient_checker(options):
+    conv = Conv2d(2, 4, 3, rng=0, **options)
+    x = np.random.default_rng(1).normal(size=(2, 2, 6, 5))
+    assert check_module(conv, x, raise_on_fail=True).passed

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from se_numpy.functional.norm import (batch_norm2d_backward, batch_norm2d_forward,
                                       update_running_stats)
+from se_numpy.gradcheck import check_module
 from se_numpy.nn.norm import BatchNorm2d
 
 # Central differences in float64, step 1e-6: truncation ~1e-12, rounding ~1e-16·|f|/step ~1e-9
@@ -236,3 +237,14 @@ def test_agrees_with_torch():
     for name, value in theirs.state_dict().items():
         np.testing.assert_allclose(ours.state_dict()[name], value.numpy(), rtol=1e-10)
     np.testing.assert_allclose(ours.weight.grad, theirs.weight.grad.numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_module_passes_the_gradient_checker(mode):
+    norm = BatchNorm2d(3, momentum=None)
+    rng = np.random.default_rng(0)
+    norm(rng.normal(size=(4, 3, 2, 2)).astype(np.float32))      # non-trivial running statistics
+    norm.weight.data[:] = rng.uniform(0.5, 2.0, size=3)
+    norm.bias.data[:] = rng.normal(size=3)
+    x = rng.normal(size=(3, 3, 2, 2))
+    assert check_module(norm, x, mode=mode, raise_on_fail=True).passed
