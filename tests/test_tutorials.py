@@ -1,0 +1,79 @@
+"""Every tutorial and every solutions file runs top to bottom in fast mode and writes its figures.
+
+Each script declares the PNGs it promises in a module-level list ``FIGURES``;
+it is read here by parsing the file (``ast``), not by importing it, so the
+test does not run the tutorial twice. A figure passes when it exists, loads
+as an image and is not one flat colour (a blank canvas would pass an
+existence check, so the pixel values must vary).
+"""
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+TUTORIALS = Path(__file__).resolve().parent.parent / "tutorials"
+SCRIPTS = sorted(TUTORIALS.glob("[0-9][0-9]_*.py")) + sorted(
+    (TUTORIALS / "solutions").glob("[0-9][0-9]_*_solutions.py"))
+# a fast-mode run targets ~20 s; this limit only stops a hung run
+TIMEOUT_SECONDS = 300
+
+
+def declared_figures(path):
+    """The literal list assigned to FIGURES at module level, or fail if there is none."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "FIGURES"):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path.name} declares no module-level FIGURES list")
+
+
+def declared_name(path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in tree.body:
+        if (isinstance(node, ast.Assign) and len(node.targets) == 1
+                and isinstance(node.targets[0], ast.Name) and node.targets[0].id == "NAME"):
+            return ast.literal_eval(node.value)
+    raise AssertionError(f"{path.name} declares no module-level NAME")
+
+
+def test_every_tutorial_is_found():
+    numbers = {path.name[:2] for path in SCRIPTS if path.parent == TUTORIALS}
+    assert numbers >= {"01"}, f"tutorials found: {sorted(numbers)}"
+    for path in SCRIPTS:
+        if path.parent == TUTORIALS:
+            solutions = TUTORIALS / "solutions" / f"{path.stem}_solutions.py"
+            assert solutions.exists(), f"{path.name} has no solutions file {solutions.name}"
+
+
+@pytest.mark.parametrize("path", SCRIPTS, ids=[p.name for p in SCRIPTS])
+def test_tutorial_runs_and_writes_its_figures(path, tmp_path):
+    figures = declared_figures(path)
+    assert len(set(figures)) == len(figures), f"{path.name}: duplicate names in FIGURES"
+    if path.parent == TUTORIALS:
+        assert figures, f"{path.name} promises no figure"
+    env = dict(os.environ, SE_NUMPY_FAST="1", SE_NUMPY_TUTORIAL_OUT=str(tmp_path),
+               MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, str(path)], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    assert result.returncode == 0, (f"{path.name} failed:\n{result.stdout[-3000:]}\n"
+                                    f"{result.stderr[-3000:]}")
+    out = tmp_path / declared_name(path)
+    for figure in figures:
+        png = out / figure
+        assert png.exists(), f"{path.name} promised {figure} but did not write it to {out}"
+        pixels = matplotlib.image.imread(png)
+        assert pixels.ndim == 3 and pixels.shape[0] > 50 and pixels.shape[1] > 50, \
+            f"{figure}: unexpected image shape {pixels.shape}"
+        colours = pixels[..., :3].reshape(-1, 3)
+        assert float(colours.std()) > 0.01, f"{figure} is blank (pixel std {colours.std():.4f})"
+        distinct_colours = np.unique(np.round(colours * 255).astype(np.int32), axis=0)
+        assert len(distinct_colours) > 2, f"{figure} has only {len(distinct_colours)} colours"
+    unexpected = sorted(p.name for p in out.glob("*.png") if p.name not in figures) \
+        if out.exists() else []
+    assert not unexpected, f"{path.name} wrote figures it does not declare: {unexpected}"
