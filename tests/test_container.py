@@ -80,7 +80,7 @@ def test_backward_is_the_chain_of_the_children_backwards():
 
 def test_whole_network_passes_the_gradient_checker_in_train_and_eval_mode():
     net = small_net()
-    x = np.random.default_rng(2).normal(size=(2, 2, 4, 4))
+    x = np.random.default_rng(2).normal(size=(2, 2, 4, 4)).astype(np.float32)  # module's dtype
     assert check_module(net, x, mode="train", raise_on_fail=True).passed
     assert check_module(net, x, mode="eval", raise_on_fail=True).passed
 

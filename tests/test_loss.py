@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from se_numpy.functional.loss import softmax_cross_entropy_backward, softmax_cross_entropy_forward
@@ -43,7 +43,6 @@ def test_forward_by_hand():
                                rtol=1e-13)
 
 
-@settings(max_examples=25, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 5), st.sampled_from([0.0, 0.1, 0.5, 1.0]),
        st.integers(0, 2**16))
 def test_forward_matches_loops(n_batch, classes, smoothing, seed):
@@ -67,7 +66,6 @@ def test_large_logits_do_not_overflow():
 
 
 # --------------------------------------------------------------------------- gradients
-@settings(max_examples=25, deadline=None)
 @given(st.integers(1, 4), st.integers(1, 5), st.floats(0.0, 1.0), st.floats(-2.0, 2.0),
        st.integers(0, 2**16))
 def test_gradient_matches_finite_differences(n_batch, classes, smoothing, dloss, seed):

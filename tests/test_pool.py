@@ -7,7 +7,7 @@ so no perturbation can change a window's winner.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from se_numpy.functional.pool import (avg_pool2d_backward, avg_pool2d_forward,
@@ -79,7 +79,6 @@ POOLS = {"max": (max_pool2d_forward, max_pool2d_backward),
 
 # --------------------------------------------------------------------------- forward
 @pytest.mark.parametrize("reduce", ["max", "mean"])
-@settings(max_examples=20, deadline=None)
 @given(case=pool_cases())
 def test_forward_matches_loops(reduce, case):
     x = np.random.default_rng(case["seed"]).normal(size=case["shape"])
@@ -124,7 +123,6 @@ def test_global_avg_pool_forward_and_backward_by_hand():
 
 # --------------------------------------------------------------------------- gradients
 @pytest.mark.parametrize("reduce", ["max", "mean"])
-@settings(max_examples=20, deadline=None)
 @given(case=pool_cases())
 def test_gradients_match_finite_differences(reduce, case):
     rng = np.random.default_rng(case["seed"])
@@ -141,7 +139,6 @@ def test_gradients_match_finite_differences(reduce, case):
 
 
 @pytest.mark.parametrize("reduce", ["max", "mean"])
-@settings(max_examples=10, deadline=None)
 @given(case=pool_cases())
 def test_batch_gradients_are_stacked_per_sample_gradients(reduce, case):
     rng = np.random.default_rng(case["seed"])
@@ -157,7 +154,6 @@ def test_batch_gradients_are_stacked_per_sample_gradients(reduce, case):
         np.testing.assert_allclose(dx[n:n + 1], backward(dout[n:n + 1], cache_n), rtol=1e-14)
 
 
-@settings(max_examples=10, deadline=None)
 @given(st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 3), st.integers(1, 3)),
        st.integers(0, 2**16))
 def test_global_avg_pool_gradient_matches_finite_differences(shape, seed):
