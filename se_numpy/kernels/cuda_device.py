@@ -1,0 +1,178 @@
+"""An SE block that keeps its feature maps on the GPU between steps.
+
+``kernels/cuda.py`` copies NumPy inputs up and results down on every call,
+which is what lets the whole library run on the ``cuda`` backend, but a
+training step would then cross the PCIe bus four times per SE block.
+``CudaSEBlock`` takes device arrays and returns device arrays instead.
+
+Where each step runs, and why
+-----------------------------
+::
+
+    forward                                   where           launches   crosses the bus
+    z = squeeze(x)        (N,C,H,W) -> (N,C)  GPU, tree        1          z down: N·C numbers
+    s = σ(W2 δ(W1 z + b1) + b2)   (Eq. 3)     host, NumPy      0          s up:   N·C numbers
+    y = s·x  (or s·x + shortcut, "Axpy")      GPU              1
+
+    backward
+    ds = Σ_ij dy·x                            GPU, tree        1          ds down: N·C
+    dz, dW1, db1, dW2, db2 = excitation'(ds)  host, NumPy      0          dz up:   N·C
+    dx = dy·s + dz/(HW)                       GPU              1
+
+Four launches per block and step, the fewest possible: each of the four
+passes over the map needs the result of the host step before it. The
+excitation's two matrix products are (N, C)·(C, C/r): for N = 64, C = 256,
+r = 16 that is 262 144 multiply-adds on 16 384 numbers, microseconds for BLAS
+on the host, and copying N·C floats (64 KiB) each way costs about as much as
+one kernel launch. Writing GEMM kernels for matrices this small would add
+launches (several µs each), not save time.
+
+The rule for moving data
+------------------------
+The feature maps x, shortcut, y, dy and dx never leave the device. Only the
+(N, C) vectors z, s, ds, dz cross, once each per step, and the weights and
+their gradients live on the host as NumPy arrays (they are updated there by
+any NumPy optimiser). ``forward`` and ``backward`` also accept NumPy feature
+maps (copied up once); their results are always device arrays.
+"""
+import numpy as np
+
+from . import cuda as gpu
+
+LAUNCHES_PER_FORWARD = 2
+LAUNCHES_PER_BACKWARD = 2
+
+
+def _sigmoid(values):
+    """σ(v) = 1/(1 + e^-v), written so that neither branch overflows."""
+    exp_of_minus_abs = np.exp(-np.abs(values))
+    return np.where(values >= 0, 1 / (1 + exp_of_minus_abs),
+                    exp_of_minus_abs / (1 + exp_of_minus_abs)).astype(values.dtype, copy=False)
+
+
+class CudaSEBlock:
+    """SE block with average squeeze, ReLU and sigmoid (paper Fig. 1, Eqs. 2-4) on the GPU.
+
+    Args:
+        fc1_weight: W1, shape (C/r, C).   fc1_bias: b1, shape (C/r,) or None.
+        fc2_weight: W2, shape (C, C/r).   fc2_bias: b2, shape (C,) or None.
+        All float32 or all float64: the feature maps must have the same dtype.
+
+    After ``backward``, ``grads`` holds dL/dW1, dL/db1, dL/dW2, dL/db2 under the
+    PyTorch names ``fc1.weight``, ``fc1.bias``, ``fc2.weight``, ``fc2.bias``
+    (accumulated over calls, like ``Parameter.grad``; ``zero_grad`` clears).
+    """
+
+    def __init__(self, fc1_weight, fc1_bias, fc2_weight, fc2_bias):
+        self.dtype = np.asarray(fc1_weight).dtype
+        if self.dtype.type not in (np.float32, np.float64):
+            raise TypeError(f"fc1_weight: expected dtype float32 or float64, got {self.dtype}")
+        hidden, channels = np.shape(fc1_weight)
+        if np.shape(fc2_weight) != (channels, hidden):
+            raise ValueError(f"fc2_weight: expected shape {(channels, hidden)}, "
+                             f"got {np.shape(fc2_weight)}")
+        self.params = {"fc1.weight": np.asarray(fc1_weight), "fc1.bias": fc1_bias,
+                       "fc2.weight": np.asarray(fc2_weight), "fc2.bias": fc2_bias}
+        for name, expected in (("fc1.bias", (hidden,)), ("fc2.bias", (channels,))):
+            if self.params[name] is not None and np.shape(self.params[name]) != expected:
+                raise ValueError(f"{name}: expected shape {expected}, "
+                                 f"got {np.shape(self.params[name])}")
+        for name, value in self.params.items():
+            if value is not None and np.asarray(value).dtype != self.dtype:
+                raise TypeError(f"{name}: expected dtype {self.dtype} (same as fc1.weight), "
+                                f"got {np.asarray(value).dtype}")
+        self.channels = channels
+        self.grads = {}
+        self.zero_grad()
+        self._cache = None
+
+    @classmethod
+    def from_state_dict(cls, state_dict, prefix=""):
+        """Build from ``SEBlock.state_dict()`` (or a PyTorch one turned into NumPy)."""
+        return cls(state_dict[prefix + "fc1.weight"], state_dict.get(prefix + "fc1.bias"),
+                   state_dict[prefix + "fc2.weight"], state_dict.get(prefix + "fc2.bias"))
+
+    def zero_grad(self):
+        self.grads = {name: None if value is None else np.zeros_like(value)
+                      for name, value in self.params.items()}
+
+    # ------------------------------------------------------------------ host part
+    def _excitation_forward(self, z):
+        """s = σ(W2 · ReLU(W1 z + b1) + b2), on the host: z (N, C) -> s (N, C)."""
+        pre_hidden = z @ self.params["fc1.weight"].T
+        if self.params["fc1.bias"] is not None:
+            pre_hidden = pre_hidden + self.params["fc1.bias"]
+        hidden = np.maximum(pre_hidden, 0)
+        pre_gate = hidden @ self.params["fc2.weight"].T
+        if self.params["fc2.bias"] is not None:
+            pre_gate = pre_gate + self.params["fc2.bias"]
+        s = _sigmoid(pre_gate)
+        return s, (z, pre_hidden, hidden, s)
+
+    def _excitation_backward(self, ds, excitation_cache):
+        """Chain rule back through Eq. 3; accumulates weight gradients, returns dz (N, C).
+
+            d(pre_gate)   = ds · s (1 - s)                    σ' = σ (1 - σ)
+            dW2 = d(pre_gate)ᵀ hidden,   db2 = Σ_n d(pre_gate),  d(hidden) = d(pre_gate) W2
+            d(pre_hidden) = d(hidden) · 1[pre_hidden > 0]      ReLU'
+            dW1 = d(pre_hidden)ᵀ z,      db1 = Σ_n d(pre_hidden), dz = d(pre_hidden) W1
+        """
+        z, pre_hidden, hidden, s = excitation_cache
+        d_pre_gate = ds * s * (1 - s)
+        self.grads["fc2.weight"] += d_pre_gate.T @ hidden
+        if self.grads["fc2.bias"] is not None:
+            self.grads["fc2.bias"] += d_pre_gate.sum(axis=0)
+        d_pre_hidden = (d_pre_gate @ self.params["fc2.weight"]) * (pre_hidden > 0)
+        self.grads["fc1.weight"] += d_pre_hidden.T @ z
+        if self.grads["fc1.bias"] is not None:
+            self.grads["fc1.bias"] += d_pre_hidden.sum(axis=0)
+        return d_pre_hidden @ self.params["fc1.weight"]
+
+    # ------------------------------------------------------------------ the block
+    def _check_map(self, array, name):
+        if tuple(array.shape[1:2]) != (self.channels,) or len(array.shape) != 4:
+            raise ValueError(f"{name}: expected shape (N, {self.channels}, H, W), "
+                             f"got {tuple(array.shape)}")
+        if np.dtype(array.dtype) != self.dtype:
+            raise TypeError(f"{name}: expected dtype {self.dtype} (the weights' dtype), "
+                            f"got {array.dtype}")
+        return gpu.to_device(array)
+
+    def forward(self, x, shortcut=None):
+        """y = s·x, or out = s·x + shortcut when a shortcut is given (two launches).
+
+        x, shortcut: (N, C, H, W) device (or NumPy) arrays. Returns a device array.
+        """
+        x = self._check_map(x, "x")
+        z = gpu.squeeze_forward(x).copy_to_host()                   # launch 1, N·C down
+        s, excitation_cache = self._excitation_forward(z)
+        s_on_device = gpu.to_device(s)   # N·C up
+        if shortcut is None:
+            y = gpu.scale_forward(x, s_on_device)                   # launch 2
+        else:
+            shortcut = self._check_map(shortcut, "shortcut")
+            if tuple(shortcut.shape) != tuple(x.shape):
+                raise ValueError(f"shortcut: expected shape {tuple(x.shape)}, "
+                                 f"got {tuple(shortcut.shape)}")
+            y = gpu.scale_add_forward(x, s_on_device, shortcut)     # launch 2 (Axpy)
+        self._cache = (x, s_on_device, excitation_cache, shortcut is not None)
+        return y
+
+    __call__ = forward
+
+    def backward(self, dy):
+        """dL/dx from dL/dy (two launches); weight gradients go to ``grads``.
+
+        Returns dx, or ``(dx, dshortcut)`` after a forward with a shortcut, where
+        dshortcut is ``dy`` itself (the addition passes it through unchanged).
+        """
+        if self._cache is None:
+            raise RuntimeError("backward called before forward")
+        x, s_on_device, excitation_cache, had_shortcut = self._cache
+        dy = self._check_map(dy, "dy")
+        if tuple(dy.shape) != tuple(x.shape):
+            raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+        ds = gpu.se_backward_ds(dy, x).copy_to_host()                # launch 1, N·C down
+        dz = self._excitation_backward(ds, excitation_cache)
+        dx = gpu.se_backward_dx(dy, s_on_device, np.ascontiguousarray(dz))  # launch 2, dz up
+        return (dx, dy) if had_shortcut else dx
