@@ -41,11 +41,17 @@ of the derivative Δ at distance t from x gives J(h) = |Δ|·(1 − t/h)⁺ and
 J(2h) = |Δ|·(1 − t/(2h))⁺, which break that ratio (J(2h) = J(h) for t = 0, J(h) = 0
 for h < t < 2h). An entry is labelled a kink when
   (a) J(2h) deviates from 2·J(h) by more than KINK_RATIO_SLACK·J(2h) plus the
-      rounding noise of the second differences, or
-  (b) it fails its tolerance and J(2h) exceeds KINK_SLOPE_FRACTION of the
-      one-sided slopes (a curvature that large at h ≈ 6e-6 would mean
-      |L''| ≳ 400·|L'|; a kink at t ≈ 2h/3, where the ratio test (a) is blind,
-      lands here).
+      rounding noise of the second differences (this catches kinks at
+      t < h/2 and at 3h/4 < t < 2h), or
+  (b) the Richardson truncation estimate |D(2h) − D(h)|/3 exceeds
+      KINK_SLOPE_FRACTION of the one-sided slopes: a kink at t < h gives
+      Δ·t/(12h), which catches h/8 < t < h, including where the ratio in (a) looks
+      smooth (it is exactly 1 : 2 at t = 2h/3); a smooth L would need
+      h²·|L'''|/2 > 0.01·|L'|, i.e. |L'''| of order 10⁸·|L'|, or
+  (c) the entry fails its tolerance and J(2h) exceeds KINK_SLOPE_FRACTION of
+      the one-sided slopes (a smooth L would need |L''| of order 400·|L'|).
+Without (b) a kink at t ≈ 2h/3 would *pass*, with the large tolerance that
+its Richardson estimate asks for; with it, the entry is labelled instead.
 """
 from dataclasses import dataclass
 
@@ -100,8 +106,12 @@ class StencilEstimate:
                 and abs(self.jump_2h - 2.0 * self.jump_h)
                 > KINK_RATIO_SLACK * self.jump_2h + self.jump_noise)
 
+    def large_truncation(self):
+        """(b): the Richardson estimate is a sizeable part of the slope: not a smooth L."""
+        return self.truncation() > KINK_SLOPE_FRACTION * self.slope_scale + self.rounding
+
     def large_slope_jump(self):
-        """(b): the one-sided slopes differ by more than a smooth L can at this step."""
+        """(c): the one-sided slopes differ by more than a smooth L can at this step."""
         return self.jump_2h > KINK_SLOPE_FRACTION * self.slope_scale + self.jump_noise
 
 
@@ -167,6 +177,6 @@ def user_tolerance(numerical, rtol, atol):
 
 
 def is_kink(estimate, fails_tolerance):
-    """Whether the stencil straddles a non-differentiable point (rules (a) and (b) above)."""
-    return estimate.smooth_curvature_mismatch() or (fails_tolerance
-                                                    and estimate.large_slope_jump())
+    """Whether the stencil straddles a non-differentiable point (rules (a) to (c) above)."""
+    return (estimate.smooth_curvature_mismatch() or estimate.large_truncation()
+            or (fails_tolerance and estimate.large_slope_jump()))

@@ -39,9 +39,9 @@ def describe_ratio(ratio):
                 "subtraction in the wrong order)")
     fraction = Fraction(ratio).limit_denominator(LARGEST_DENOMINATOR)
     near_fraction = (abs(float(fraction) - ratio) < RATIO_SPREAD * abs(ratio)
-                     and (abs(fraction.numerator) == 1 or fraction.denominator == 1))
+                     and abs(fraction.numerator) == 1 and fraction.denominator > 1)
     text = f"analytical ≈ numerical × {ratio:.4g}"
-    if near_fraction:
+    if near_fraction:      # 0.01562 is easier to recognise as 1/64 = 1/(8·8)
         text += f" = {fraction}"
     if abs(abs(ratio) - 2.0) < 2 * RATIO_SPREAD or abs(abs(ratio) - 0.5) < RATIO_SPREAD:
         text += (": a factor 2 (a path counted twice, or a missing 1/2 such as the one "

@@ -202,8 +202,9 @@ class GradcheckReport:
         lines = [f"{self.title}: {'passed' if self.passed else 'FAILED'}"]
         lines += [f"  {note}" for note in self.notes]
         if self.directions:
-            lines.append(f"  directional test ({len(self.directions)} random unit "
-                         "directions over all inputs at once):")
+            count = len(self.directions)
+            lines.append(f"  directional test ({count} random unit direction"
+                         f"{'s' if count > 1 else ''} over all inputs at once):")
             lines += [f"    {result.line(number)}"
                       for number, result in enumerate(self.directions, start=1)]
         if self.elementwise_reason:
