@@ -192,14 +192,14 @@ def distinct_nchw_arrays(dtype=np.float64, low=-1.0, high=1.0, **shape_options):
 
 
 # ----------------------------------------------------------------- SE configurations
-@st.composite
-def se_configs(draw, min_channels=1, max_channels=32, reductions=(1, 2, 4, 8, 16),
+def se_configs(min_channels=1, max_channels=32, reductions=(1, 2, 4, 8, 16),
                gates=GATES, squeezes=SQUEEZES):
     """Keyword arguments for an SE block: {"channels", "reduction", "hidden", "gate", "squeeze"}.
 
     ``hidden`` is max(1, channels // reduction), the bottleneck width of the
     paper (Sec. 3.2), so ``SEBlock(**config)`` builds the block; C < r gives the
-    hidden width 1 edge case.
+    hidden width 1 edge case. Gates and squeezes are those of the paper's
+    ablations (Tables 11 and 12) plus the hard sigmoid.
     """
     _check_int(min_channels, "min_channels", 1)
     _check_int(max_channels, "max_channels", min_channels)
@@ -209,9 +209,11 @@ def se_configs(draw, min_channels=1, max_channels=32, reductions=(1, 2, 4, 8, 16
             raise ValueError(f"{name}: expected a non-empty subset of {allowed}, got {chosen}")
     if not reductions or any(not isinstance(r, (int, np.integer)) or r < 1 for r in reductions):
         raise ValueError(f"reductions: expected positive ints, got {reductions}")
-    channels = draw(st.integers(min_channels, max_channels))
-    reduction = draw(st.sampled_from(tuple(reductions)))
-    return {"channels": channels, "reduction": reduction,
-            "hidden": max(1, channels // reduction),
-            "gate": draw(st.sampled_from(tuple(gates))),
-            "squeeze": draw(st.sampled_from(tuple(squeezes)))}
+
+    def configuration(channels, reduction, gate, squeeze):
+        return {"channels": channels, "reduction": reduction,
+                "hidden": max(1, channels // reduction), "gate": gate, "squeeze": squeeze}
+
+    return st.builds(configuration, st.integers(min_channels, max_channels),
+                     st.sampled_from(tuple(reductions)), st.sampled_from(tuple(gates)),
+                     st.sampled_from(tuple(squeezes)))
