@@ -151,19 +151,19 @@ def _blocks_for(jobs, jobs_per_block):
     return max(1, min(-(-jobs // jobs_per_block), _max_blocks()))
 
 
-def _launch_rows(kernel, rows, row_length):
+def launch_rows(kernel, rows, row_length):
     """``kernel[grid, block]`` for a rows × lanes kernel."""
     lanes, rows_per_block = row_geometry(row_length)
     return kernel[_blocks_for(rows, rows_per_block), (lanes, rows_per_block)]
 
 
-def _launch_warp_rows(kernel, rows):
+def launch_warp_rows(kernel, rows):
     """One warp per row whatever the row length (the warp-shuffle kernel)."""
     rows_per_block = THREADS_PER_BLOCK // WARP_SIZE
     return kernel[_blocks_for(rows, rows_per_block), (WARP_SIZE, rows_per_block)]
 
 
-def _launch_threads(kernel, jobs):
+def launch_threads(kernel, jobs):
     """One thread per job, 1-D (the naive kernel)."""
     return kernel[_blocks_for(jobs, THREADS_PER_BLOCK), THREADS_PER_BLOCK]
 
@@ -184,7 +184,7 @@ def to_device(array, dtype=None):
     return cuda.to_device(np.ascontiguousarray(array, dtype=dtype))
 
 
-def _new_output(shape, dtype):
+def new_output(shape, dtype):
     """An uninitialised device array (poisoned with NaN / -1 when poisoning is on)."""
     dtype = np.dtype(dtype)
     if _settings["poison"]:
@@ -197,7 +197,7 @@ def _like_input(result, returns_to_host):
     return result.copy_to_host() if returns_to_host else result
 
 
-def _rows_view(device_map):
+def rows_view(device_map):
     """(N, C, H, W) device array -> (N·C, H·W) view of the same memory."""
     n, c, h, w = device_map.shape
     return device_map.reshape(n * c, h * w)
@@ -496,8 +496,8 @@ def _squeeze_with(kernel, launch, x):
     returns_to_host = not is_device_array(x)
     if _is_empty(x.shape):
         return _reference_on_host(numpy_ref.squeeze_forward, x, returns_to_host=returns_to_host)
-    x_rows = _rows_view(to_device(x))
-    z = _new_output(x_rows.shape[0], x.dtype)
+    x_rows = rows_view(to_device(x))
+    z = new_output(x_rows.shape[0], x.dtype)
     launch(kernel, x_rows)(x_rows, z)
     return _like_input(z.reshape(x.shape[0], x.shape[1]), returns_to_host)
 
@@ -505,19 +505,19 @@ def _squeeze_with(kernel, launch, x):
 def squeeze_forward(x):
     """Global average pooling, z[n,c] = 1/(HW) Σ_ij x[n,c,i,j] (optimised tree kernel)."""
     return _squeeze_with(squeeze_tree_kernel,
-                         lambda kernel, rows: _launch_rows(kernel, *rows.shape), x)
+                         lambda kernel, rows: launch_rows(kernel, *rows.shape), x)
 
 
 def squeeze_forward_naive(x):
     """The same mean with one thread per row (uncoalesced; the benchmark's baseline)."""
     return _squeeze_with(squeeze_naive_kernel,
-                         lambda kernel, rows: _launch_threads(kernel, rows.shape[0]), x)
+                         lambda kernel, rows: launch_threads(kernel, rows.shape[0]), x)
 
 
 def squeeze_forward_shuffle(x):
     """The same mean with one warp per row and warp shuffles (real GPU only)."""
     return _squeeze_with(squeeze_shuffle_kernel,
-                         lambda kernel, rows: _launch_warp_rows(kernel, rows.shape[0]), x)
+                         lambda kernel, rows: launch_warp_rows(kernel, rows.shape[0]), x)
 
 
 def squeeze_backward(dz, x_shape):
@@ -528,8 +528,8 @@ def squeeze_backward(dz, x_shape):
                                   returns_to_host=returns_to_host)
     n, c, h, w = x_shape
     dz_rows = to_device(dz).reshape(n * c)
-    dx = _new_output(tuple(x_shape), dz.dtype)
-    _launch_rows(squeeze_backward_kernel, n * c, h * w)(dz_rows, _rows_view(dx))
+    dx = new_output(tuple(x_shape), dz.dtype)
+    launch_rows(squeeze_backward_kernel, n * c, h * w)(dz_rows, rows_view(dx))
     return _like_input(dx, returns_to_host)
 
 
@@ -539,11 +539,11 @@ def max_squeeze_forward(x):
     if _is_empty(x.shape):
         return _reference_on_host(numpy_ref.max_squeeze_forward, x,
                                   returns_to_host=returns_to_host)
-    x_rows = _rows_view(to_device(x))
+    x_rows = rows_view(to_device(x))
     rows, row_length = x_rows.shape
-    z = _new_output(rows, x.dtype)
-    argmax = _new_output(rows, np.int64)
-    _launch_rows(max_squeeze_kernel, rows, row_length)(x_rows, z, argmax)
+    z = new_output(rows, x.dtype)
+    argmax = new_output(rows, np.int64)
+    launch_rows(max_squeeze_kernel, rows, row_length)(x_rows, z, argmax)
     n, c = x.shape[:2]
     return (_like_input(z.reshape(n, c), returns_to_host),
             _like_input(argmax.reshape(n, c), returns_to_host))
@@ -559,9 +559,9 @@ def max_squeeze_backward(dz, argmax, x_shape):
     n, c, h, w = x_shape
     dz_rows = to_device(dz).reshape(n * c)
     argmax_rows = to_device(argmax, dtype=np.int64).reshape(n * c)
-    dx = _new_output(tuple(x_shape), dz.dtype)
-    _launch_rows(max_squeeze_backward_kernel, n * c, h * w)(dz_rows, argmax_rows,
-                                                               _rows_view(dx))
+    dx = new_output(tuple(x_shape), dz.dtype)
+    launch_rows(max_squeeze_backward_kernel, n * c, h * w)(dz_rows, argmax_rows,
+                                                               rows_view(dx))
     return _like_input(dx, returns_to_host)
 
 
@@ -576,11 +576,11 @@ def scale_forward(x, s):
     returns_to_host = not is_device_array(x)
     if _is_empty(x.shape):
         return _reference_on_host(numpy_ref.scale_forward, x, s, returns_to_host=returns_to_host)
-    x_rows = _rows_view(to_device(x))
+    x_rows = rows_view(to_device(x))
     rows, row_length = x_rows.shape
-    y = _new_output(x.shape, x.dtype)
-    _launch_rows(scale_kernel, rows, row_length)(x_rows, _per_row(s, x.dtype, rows),
-                                                 _rows_view(y))
+    y = new_output(x.shape, x.dtype)
+    launch_rows(scale_kernel, rows, row_length)(x_rows, _per_row(s, x.dtype, rows),
+                                                 rows_view(y))
     return _like_input(y, returns_to_host)
 
 
@@ -590,12 +590,12 @@ def scale_backward(dy, x, s):
     if _is_empty(dy.shape):
         return _reference_on_host(numpy_ref.scale_backward, dy, x, s,
                                   returns_to_host=returns_to_host)
-    dy_rows = _rows_view(to_device(dy))
+    dy_rows = rows_view(to_device(dy))
     rows, row_length = dy_rows.shape
-    dx = _new_output(dy.shape, dy.dtype)
-    ds = _new_output(rows, dy.dtype)
-    _launch_rows(scale_backward_kernel, rows, row_length)(
-        dy_rows, _rows_view(to_device(x)), _per_row(s, dy.dtype, rows), _rows_view(dx), ds)
+    dx = new_output(dy.shape, dy.dtype)
+    ds = new_output(rows, dy.dtype)
+    launch_rows(scale_backward_kernel, rows, row_length)(
+        dy_rows, rows_view(to_device(x)), _per_row(s, dy.dtype, rows), rows_view(dx), ds)
     n, c = dy.shape[:2]
     return _like_input(dx, returns_to_host), _like_input(ds.reshape(n, c), returns_to_host)
 
@@ -607,10 +607,10 @@ def se_backward_ds(dy, x):
     if _is_empty(dy.shape):
         return _reference_on_host(numpy_ref.se_backward_ds, dy, x,
                                   returns_to_host=returns_to_host)
-    dy_rows = _rows_view(to_device(dy))
+    dy_rows = rows_view(to_device(dy))
     rows, row_length = dy_rows.shape
-    ds = _new_output(rows, dy.dtype)
-    _launch_rows(row_dot_kernel, rows, row_length)(dy_rows, _rows_view(to_device(x)), ds)
+    ds = new_output(rows, dy.dtype)
+    launch_rows(row_dot_kernel, rows, row_length)(dy_rows, rows_view(to_device(x)), ds)
     return _like_input(ds.reshape(dy.shape[0], dy.shape[1]), returns_to_host)
 
 
@@ -620,11 +620,11 @@ def se_backward_dx(dy, s, dz):
     if _is_empty(dy.shape):
         return _reference_on_host(numpy_ref.se_backward_dx, dy, s, dz,
                                   returns_to_host=returns_to_host)
-    dy_rows = _rows_view(to_device(dy))
+    dy_rows = rows_view(to_device(dy))
     rows, row_length = dy_rows.shape
-    dx = _new_output(dy.shape, dy.dtype)
-    _launch_rows(se_backward_dx_kernel, rows, row_length)(
-        dy_rows, _per_row(s, dy.dtype, rows), _per_row(dz, dy.dtype, rows), _rows_view(dx))
+    dx = new_output(dy.shape, dy.dtype)
+    launch_rows(se_backward_dx_kernel, rows, row_length)(
+        dy_rows, _per_row(s, dy.dtype, rows), _per_row(dz, dy.dtype, rows), rows_view(dx))
     return _like_input(dx, returns_to_host)
 
 
@@ -634,11 +634,11 @@ def scale_add_forward(u, s, shortcut):
     if _is_empty(u.shape):
         return _reference_on_host(numpy_ref.scale_add_forward, u, s, shortcut,
                                   returns_to_host=returns_to_host)
-    u_rows = _rows_view(to_device(u))
+    u_rows = rows_view(to_device(u))
     rows, row_length = u_rows.shape
-    out = _new_output(u.shape, u.dtype)
-    _launch_rows(scale_add_kernel, rows, row_length)(
-        u_rows, _per_row(s, u.dtype, rows), _rows_view(to_device(shortcut)), _rows_view(out))
+    out = new_output(u.shape, u.dtype)
+    launch_rows(scale_add_kernel, rows, row_length)(
+        u_rows, _per_row(s, u.dtype, rows), rows_view(to_device(shortcut)), rows_view(out))
     return _like_input(out, returns_to_host)
 
 

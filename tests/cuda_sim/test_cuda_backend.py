@@ -284,10 +284,10 @@ def test_poison_check_catches_a_launch_that_misses_a_row():
     # all rows but the last, the way a grid one block short would leave them.
     x = random_map((1, 4, 3, 3), np.float32, 0)
     s = np.ones((1, 4), np.float32)
-    y = cuda_backend._new_output(x.shape, x.dtype)
-    x_rows = cuda_backend._rows_view(cuda_backend.to_device(x))
-    y_rows = cuda_backend._rows_view(y)
-    cuda_backend._launch_rows(cuda_backend.scale_kernel, 3, 9)(
+    y = cuda_backend.new_output(x.shape, x.dtype)
+    x_rows = cuda_backend.rows_view(cuda_backend.to_device(x))
+    y_rows = cuda_backend.rows_view(y)
+    cuda_backend.launch_rows(cuda_backend.scale_kernel, 3, 9)(
         x_rows[:3], cuda_backend.to_device(s.reshape(4))[:3], y_rows[:3])
     with pytest.raises(AssertionError, match="9 of 36 elements never written"):
         assert_fully_written(y)
