@@ -360,7 +360,7 @@ def test_outputs_keep_the_input_dtype_and_are_contiguous(dtype):
 
 def test_large_map_takes_the_parallel_path_and_agrees():
     """A map above PARALLEL_MIN_ELEMENTS with the default threshold (no forcing)."""
-    x = np.random.default_rng(1).uniform(-1, 1, size=(2, 8, 64, 64)).astype(np.float32)
+    x = np.random.default_rng(1).uniform(-1, 1, size=(4, 16, 128, 128)).astype(np.float32)
     assert x.size >= cpu.PARALLEL_MIN_ELEMENTS
     s = per_channel(x, 2)
     assert_reduction_close(cpu.squeeze_forward(x), ref.squeeze_forward(x))

@@ -36,17 +36,28 @@ process starts in a fraction of a second instead of recompiling. Readonly
 inputs (e.g. from ``np.broadcast_to``) are a different Numba type and compile
 their own specialisation once.
 """
-import numba
-import numpy as np
-from numba import njit, prange
+import os
 
-from . import numpy_ref
+# Numba's default OpenMP thread pool spins between parallel regions. On a small
+# or shared machine (2 cores, other processes running) a spinning worker steals
+# the core the next call needs, and a 30 µs launch became 10-20 ms in our
+# measurements (docs/kernels.md). Sleeping workers cost ~30 µs more per launch
+# on an idle machine and never that. Must be set before libgomp loads; a value
+# the user chose is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "passive")
+
+import numba  # noqa: E402  (after the environment default above)
+import numpy as np  # noqa: E402
+from numba import njit, prange  # noqa: E402
+
+from . import numpy_ref  # noqa: E402
 
 NAME = "numba"
 
-# Below this many elements a map is streamed by one thread: waking the pool
-# costs more than the loop itself (measured in docs/kernels.md).
-PARALLEL_MIN_ELEMENTS = 1 << 16
+# Below this many elements (4 MB of float32) a map is streamed by one thread:
+# it is mostly in cache, one core streams it in tens of µs, and waking the
+# pool (~60 µs) would cost more than the second core saves (docs/kernels.md).
+PARALLEL_MIN_ELEMENTS = 1 << 20
 
 # Re-association (vectorised sums) and fused multiply-add; no nnan/ninf/nsz,
 # so NaN and inf propagate exactly as in NumPy.
