@@ -148,3 +148,15 @@ def test_traffic_table_agrees_with_the_arrays_of_the_reference():
     dx, ds = numpy_ref.scale_backward(dy, x, s)
     counted = sum(a.nbytes for a in (dy, x, s, dx, ds))
     assert cuda_bench.minimum_bytes("scale_backward", shape, 4) == counted
+
+
+def test_result_layout_is_what_the_shared_report_writers_read(tmp_path):
+    # run_benchmark hands its result to bench/report.py's JSON and chart writers.
+    import json
+
+    from se_numpy.bench.report import write_chart, write_json
+    result = _fake_result()
+    write_json(result, str(tmp_path / "kernels_cuda.json"))
+    write_chart(result, str(tmp_path / "kernels_cuda.png"))
+    assert json.loads((tmp_path / "kernels_cuda.json").read_text()) == result
+    assert (tmp_path / "kernels_cuda.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
