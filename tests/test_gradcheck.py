@@ -487,3 +487,11 @@ def test_check_module_resets_buffers_between_evaluations():
 @settings(max_examples=5)
 def test_check_module_on_generated_inputs(x):
     assert check_module(Affine(), x).passed
+
+
+def test_tensor_results_also_read_like_dictionaries():
+    report = check_vjp(np.tanh, lambda dy, x: -dy * (1 - np.tanh(x) ** 2), random((2, 3)))
+    result = report.tensors["x"]
+    assert result["passed"] is False and result["checked"] == 6 and result["shape"] == (2, 3)
+    with pytest.raises(KeyError):
+        result["no such field"]

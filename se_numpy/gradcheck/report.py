@@ -79,6 +79,17 @@ class TensorResult:
         return self.indices.size > 0
 
     @property
+    def checked(self):
+        """Number of entries compared element-wise."""
+        return int(self.indices.size)
+
+    def __getitem__(self, key):
+        """result["passed"] is result.passed: the results also read like dictionaries."""
+        if not isinstance(key, str) or not hasattr(self, key):
+            raise KeyError(key)
+        return getattr(self, key)
+
+    @property
     def error(self):
         return np.abs(self.analytical - self.numerical)
 
