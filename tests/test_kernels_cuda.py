@@ -160,3 +160,15 @@ def test_result_layout_is_what_the_shared_report_writers_read(tmp_path):
     write_chart(result, str(tmp_path / "kernels_cuda.png"))
     assert json.loads((tmp_path / "kernels_cuda.json").read_text()) == result
     assert (tmp_path / "kernels_cuda.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_selecting_cuda_without_gpu_or_simulator_says_both_ways_out(monkeypatch):
+    from numba import config, cuda
+
+    from se_numpy.kernels import cuda as cuda_backend
+    monkeypatch.setattr(config, "ENABLE_CUDASIM", 0, raising=False)
+    monkeypatch.setattr(cuda_backend, "SIMULATOR", False)
+    monkeypatch.setattr(cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="needs an NVIDIA GPU") as raised:
+        cuda_backend.check_available()
+    assert "NUMBA_ENABLE_CUDASIM=1" in str(raised.value) and "cuda13" in str(raised.value)
