@@ -156,8 +156,8 @@ class TensorResult:
                    if self.passed is False and self.failures == 0 else
                    "ok" if self.passed else "FAILED")
         lines = [f"{header}: {verdict}",
-                 f"    {self.indices.size} of {self.size} entries compared, "
-                 f"{self.failures} beyond tolerance, {np.count_nonzero(self.kink)} kinks; "
+                 f"    {self.indices.size} of {self.size} entries examined: "
+                 f"{self.failures} beyond tolerance, {np.count_nonzero(self.kink)} kink(s); "
                  f"max abs error {self.max_abs_error:.2e}, max rel error {self.max_rel_error:.2e}",
                  f"    tolerance per entry: {self.tolerance_rule}; "
                  f"largest applied {float(self.tolerance.max()):.2e}"]
