@@ -17,9 +17,9 @@ import numpy as np
 
 from .._validation import check_float_array, check_shape
 from . import invariants
-from .differences import (RELATIVE_FLOOR, SCALE_FLOOR, STEP_SCALE, TRUNCATION_SAFETY,
-                          estimated_tolerance, is_kink, stencil_estimate, step_for,
-                          user_tolerance)
+from .differences import (PROBE_SCALE, RELATIVE_FLOOR, SCALE_FLOOR, STEP_SCALE,
+                          TRUNCATION_SAFETY, dependent_outputs, estimated_tolerance, is_kink,
+                          stencil_estimate, step_for, user_tolerance)
 from .hints import cross_tensor_hints, tensor_hint
 from .problems import FunctionProblem, GradientCountError, ModuleProblem
 from .report import DirectionResult, GradcheckReport, InvariantResult, TensorResult
@@ -68,6 +68,14 @@ class _Evaluator:
         y = np.asarray(self.problem.raw_forward([a.copy() for a in arrays]), dtype=np.float64)
         return y
 
+    def probe(self, arrays):
+        """y at the probe point, or None where f cannot be evaluated there (domain, overflow)."""
+        try:
+            with np.errstate(all="ignore"):
+                return self.outputs(arrays)
+        except (ValueError, TypeError, ArithmeticError):
+            return None
+
     def gradients(self, arrays, dy):
         raw = self.problem.raw_backward(dy.copy(), [a.copy() for a in arrays])
         return tuple(np.asarray(g, dtype=np.float64) for g in raw)
@@ -100,7 +108,10 @@ def _directional_test(evaluator, arrays, gradients, y_center, dy, rng, options):
     step = STEP_SCALE * max(1.0, max(float(np.abs(a).max(initial=0.0)) for a in arrays))
     points = {m: [a + m * step * v for a, v in zip(arrays, direction)] for m in STENCIL}
     outputs = {m: evaluator.outputs(points[m]) for m in STENCIL}
-    estimate = stencil_estimate(outputs, y_center, dy, 2 * step, 4 * step)
+    probe_step = PROBE_SCALE * step / STEP_SCALE
+    y_probe = evaluator.probe([a + probe_step * v for a, v in zip(arrays, direction)])
+    estimate = stencil_estimate(outputs, y_center, dy, 2 * step, 4 * step,
+                                dependent_outputs(y_center, y_probe, outputs))
 
     def analytical_for(m, span):
         # the displacement actually evaluated, (x + m·h·v) − (x − m·h·v), not its ideal value
@@ -110,15 +121,15 @@ def _directional_test(evaluator, arrays, gradients, y_center, dy, rng, options):
     analytical, analytical_2h = analytical_for(1, 2 * step), analytical_for(2, 4 * step)
     magnitude = sum(float(np.sum(np.abs(g * (p - q)))) for g, p, q in
                     zip(gradients, points[1], points[-1])) / (2 * step)
+    gradient_norm = np.sqrt(sum(float(np.sum(g * g)) for g in gradients))
     if options["rtol"] is None and options["atol"] is None:
-        gradient_norm = np.sqrt(sum(float(np.sum(g * g)) for g in gradients))
         tolerance = estimated_tolerance(estimate, analytical, gradient_norm,
                                         analytical_shift=analytical_2h - analytical,
                                         analytical_magnitude=magnitude)
     else:
         tolerance = user_tolerance(estimate.numerical, options["rtol"], options["atol"])
     fails = abs(analytical - estimate.numerical) > tolerance
-    kink = options["kink_check"] and is_kink(estimate, fails)
+    kink = options["kink_check"] and is_kink(estimate, fails, gradient_norm)
     return DirectionResult(analytical, estimate.numerical, tolerance, bool(kink))
 
 
@@ -145,9 +156,12 @@ def _elementwise_test(evaluator, arrays, gradients, y_center, dy, position, resu
         for m in STENCIL:
             flat_view[flat] = points[m]
             outputs[m] = evaluator.outputs(working)
+        flat_view[flat] = center + PROBE_SCALE * max(1.0, abs(center))
+        y_probe = evaluator.probe(working)
         flat_view[flat] = center
         estimates.append(stencil_estimate(outputs, y_center, dy, points[1] - points[-1],
-                                          points[2] - points[-2]))
+                                          points[2] - points[-2],
+                                          dependent_outputs(y_center, y_probe, outputs)))
     analytical = gradients[position].reshape(-1)[indices]
     numerical = np.array([e.numerical for e in estimates])
     scale = float(np.abs(numerical).max(initial=0.0))
@@ -158,7 +172,7 @@ def _elementwise_test(evaluator, arrays, gradients, y_center, dy, position, resu
         tolerance = np.array([user_tolerance(n, options["rtol"], options["atol"])
                               for n in numerical])
     fails = np.abs(analytical - numerical) > tolerance
-    kink = np.array([options["kink_check"] and is_kink(e, bool(f))
+    kink = np.array([options["kink_check"] and is_kink(e, bool(f), scale)
                      for e, f in zip(estimates, fails)], dtype=bool)
     result.indices, result.analytical, result.numerical = indices, analytical, numerical
     result.tolerance, result.kink = tolerance, kink
@@ -178,7 +192,7 @@ def _invariant_results(problem, evaluator, arrays, dy, rng):
                                         problem.backward_name))
     try:
         caller_gradients = problem.caller_dtype_gradients(dy)
-        results.append(invariants.shapes_and_dtypes(names, problem.caller_arrays,
+        results.append(invariants.shapes_and_dtypes(names, problem.dtype_check_arrays,
                                                     caller_gradients, problem.backward_name))
     except (ValueError, TypeError) as error:
         results.append(InvariantResult("gradient shapes and dtypes equal the inputs'", False,

@@ -25,7 +25,14 @@ Error estimate (Richardson). D(2h) has four times the truncation error of D(h)
 error is bounded from the outputs: each y_k is taken to be correct to
 ROUNDING_ULPS units in the last place, so
 R ≤ ROUNDING_ULPS·eps·Σ_k |dy_k|·(|y_k(x+h)| + |y_k(x−h)|) / (2h) over the outputs
-that changed. The tolerance of an entry is
+that depend on the perturbed entry. Which ones do is seen from one more
+evaluation, at a probe point x + PROBE_SCALE·max(1, |x|): an output that does
+not move there (a 1%-step) moves by far less than an ulp under the step h,
+while one that moves must be counted, even when its change under h is too
+small to show (a softmax normaliser barely touched by a tiny logit). Outputs
+that do not depend on the entry (most of them, for an element-wise f) add no
+rounding, so the bound does not grow with the size of y. The tolerance of an
+entry is
 
     TRUNCATION_SAFETY × (T(h) + R(h) + R(2h)) + floor,
     floor = RELATIVE_FLOOR·max(|analytical|, |numerical|) + SCALE_FLOOR·(largest |gradient| of the tensor)
@@ -47,7 +54,9 @@ for h < t < 2h). An entry is labelled a kink when
       KINK_SLOPE_FRACTION of the one-sided slopes: a kink at t < h gives
       Δ·t/(12h), which catches h/8 < t < h, including where the ratio in (a) looks
       smooth (it is exactly 1 : 2 at t = 2h/3); a smooth L would need
-      h²·|L'''|/2 > 0.01·|L'|, i.e. |L'''| of order 10⁸·|L'|, or
+      h²·|L'''|/2 > 0.01·|L'|, i.e. |L'''| of order 10⁸·|L'|, and the estimate
+      must exceed NEGLIGIBLE × the tensor's largest gradient (at a stationary
+      point, x³ at 0, slope and estimate are both tiny), or
   (c) the entry fails its tolerance and J(2h) exceeds KINK_SLOPE_FRACTION of
       the one-sided slopes (a smooth L would need |L''| of order 400·|L'|).
 Without (b) a kink at t ≈ 2h/3 would *pass*, with the large tolerance that
@@ -65,6 +74,8 @@ RELATIVE_FLOOR = 1e-10              # rounding of the analytical side, relative
 SCALE_FLOOR = 1e-12                 # ... and relative to the tensor's largest gradient
 KINK_RATIO_SLACK = 0.25             # J(2h) may differ from 2·J(h) by 25% before it is a kink
 KINK_SLOPE_FRACTION = 0.01          # one-sided slopes differing by 1% of the slope at h ≈ 6e-6
+NEGLIGIBLE = 1e-6                   # a truncation below 1e-6 of the largest gradient hides nothing
+PROBE_SCALE = 1e-2                  # relative step of the probe that finds the dependent outputs
 
 
 def step_for(value, scale=None):
@@ -106,9 +117,14 @@ class StencilEstimate:
                 and abs(self.jump_2h - 2.0 * self.jump_h)
                 > KINK_RATIO_SLACK * self.jump_2h + self.jump_noise)
 
-    def large_truncation(self):
-        """(b): the Richardson estimate is a sizeable part of the slope: not a smooth L."""
-        return self.truncation() > KINK_SLOPE_FRACTION * self.slope_scale + self.rounding
+    def large_truncation(self, tensor_scale):
+        """(b): the Richardson estimate is a sizeable part of the slope: not a smooth L.
+
+        At a stationary point of a smooth L (x³ at 0) slope and truncation are
+        both tiny; the NEGLIGIBLE floor keeps such entries compared.
+        """
+        return (self.truncation() > KINK_SLOPE_FRACTION * self.slope_scale + self.rounding
+                and self.truncation() > NEGLIGIBLE * tensor_scale)
 
     def large_slope_jump(self):
         """(c): the one-sided slopes differ by more than a smooth L can at this step."""
@@ -120,21 +136,35 @@ def _weighted_sum(difference, dy):
 
 
 def _rounding_bound(dy, changed, *outputs):
-    """ROUNDING_ULPS·eps·Σ_k |dy_k|·Σ_outputs |y_k|, over the outputs that changed."""
+    """ROUNDING_ULPS·eps·Σ_k |dy_k|·Σ_outputs |y_k|, over the dependent outputs."""
     magnitude = sum(np.abs(y) for y in outputs)
     return ROUNDING_ULPS * EPS * float(np.sum(np.abs(dy) * magnitude * changed))
 
 
-def stencil_estimate(outputs, y_center, dy, span_h, span_2h):
+def dependent_outputs(y_center, y_probe, outputs):
+    """Mask of the outputs that depend on the perturbed entry (see the module docstring).
+
+    ``y_probe`` is y at the probe point, or None when it could not be evaluated
+    (then every output counts, the safe side).
+    """
+    if y_probe is None or y_probe.shape != y_center.shape or not np.all(np.isfinite(y_probe)):
+        return np.ones(y_center.shape, dtype=bool)
+    moved = y_probe != y_center
+    for y in outputs.values():
+        moved |= y != y_center
+    return moved
+
+
+def stencil_estimate(outputs, y_center, dy, span_h, span_2h, dependent):
     """Difference quotients from outputs[m] = y(x + m·h) for m in (1, −1, 2, −2).
 
     ``span_h`` = (x+h) − (x−h) and ``span_2h`` = (x+2h) − (x−2h) are the actual
-    distances between the evaluated points.
+    distances between the evaluated points; ``dependent`` masks the outputs
+    that count in the rounding bounds (``dependent_outputs``).
     """
     difference_h = outputs[1] - outputs[-1]
     difference_2h = outputs[2] - outputs[-2]
-    changed_h = difference_h != 0
-    changed_2h = difference_2h != 0
+    changed_h = changed_2h = dependent
     numerical = _weighted_sum(difference_h, dy) / span_h
     coarse = _weighted_sum(difference_2h, dy) / span_2h
     rounding = (_rounding_bound(dy, changed_h, outputs[1], outputs[-1]) / span_h
@@ -176,7 +206,7 @@ def user_tolerance(numerical, rtol, atol):
     return (atol or 0.0) + (rtol or 0.0) * abs(numerical)
 
 
-def is_kink(estimate, fails_tolerance):
+def is_kink(estimate, fails_tolerance, tensor_scale):
     """Whether the stencil straddles a non-differentiable point (rules (a) to (c) above)."""
-    return (estimate.smooth_curvature_mismatch() or estimate.large_truncation()
+    return (estimate.smooth_curvature_mismatch() or estimate.large_truncation(tensor_scale)
             or (fails_tolerance and estimate.large_slope_jump()))

@@ -39,6 +39,7 @@ class FunctionProblem:
     def __init__(self, f, vjp, caller_arrays, names):
         self.f, self.vjp = f, vjp
         self.caller_arrays = [array.copy() for array in caller_arrays]
+        self.dtype_check_arrays = self.caller_arrays
         self.names = names
         self.forward_name, self.backward_name = "f", "vjp"
         self.title = f"check_vjp({getattr(f, '__name__', type(f).__name__)})"
@@ -51,7 +52,7 @@ class FunctionProblem:
 
     def caller_dtype_gradients(self, dy):
         """Gradients computed in the caller's dtypes (for the dtype invariant)."""
-        arrays = [array.copy() for array in self.caller_arrays]
+        arrays = [array.copy() for array in self.dtype_check_arrays]
         y = np.asarray(self.f(*arrays))
         return self.raw_backward(dy.astype(y.dtype), arrays)
 
@@ -72,8 +73,13 @@ class ModuleProblem:
         # restoring them before every forward makes every evaluation see the same state
         self.saved_state = self.module.state_dict()
         self.names = ["x"] + [name for name, _ in self.named]
-        self.caller_arrays = [x.copy()] + [p.data.copy() for _, p in
-                                           self.caller_module.named_parameters()]
+        parameters = [p.data.copy() for _, p in self.caller_module.named_parameters()]
+        self.caller_arrays = [x.copy()] + parameters
+        # the dtype invariant runs the module in its own dtype: a float32 module
+        # gets a float32 x even when the check was given a float64 one
+        dtypes = {array.dtype for array in parameters}
+        module_x = x.astype(dtypes.pop()) if len(dtypes) == 1 else x.copy()
+        self.dtype_check_arrays = [module_x] + parameters
         self.forward_name, self.backward_name = "module forward", "module backward"
         self.title = f"check_module({type(module).__name__})"
 
@@ -93,7 +99,7 @@ class ModuleProblem:
     def caller_dtype_gradients(self, dy):
         module = copy.deepcopy(self.caller_module)
         module.zero_grad()
-        y = np.asarray(module(self.caller_arrays[0].copy()))
+        y = np.asarray(module(self.dtype_check_arrays[0].copy()))
         dx = module.backward(dy.astype(y.dtype))
         return (dx, *[parameter.grad for parameter in module.parameters()])
 
