@@ -12,17 +12,19 @@ Forward (g = groups; filter o belongs to group γ = o // (O/g) and reads channel
     out[n,o,p,q] = b[o] + Σ_{c,a,b} w[o,c,a,b] · x_pad[n, γ·C/g + c, p·sh + a·dh, q·sw + b·dw]
 
 Computed as "im2col + matrix product": im2col unfolds every receptive field
-into a column, cols (N, C·kh·kw, OH·OW), so each group is one matrix product
+into a column, and the columns of the whole batch are laid side by side, so
+each group is *one* large matrix product (one BLAS call, not N small ones)::
 
-    out[n, group γ] = W_γ (O/g, C/g·kh·kw)  @  cols[n, group γ] (C/g·kh·kw, OH·OW).
+    cols_γ  (C/g·kh·kw, N·OH·OW)       the receptive fields of group γ, every sample
+    out_γ   = W_γ (O/g, C/g·kh·kw) @ cols_γ  ->  (O/g, N·OH·OW), reshaped to NCHW
 
-Backward, with dout = dL/dout (N, O, OH, OW), from the matrix product Y = W·X
-(dW = dY·Xᵀ, dX = Wᵀ·dY) applied per group and summed over the batch::
+Backward, with dout = dL/dout (N, O, OH, OW) laid out the same way as dout_γ
+(O/g, N·OH·OW), from the matrix product Y = W·X (dW = dY·Xᵀ, dX = Wᵀ·dY)::
 
-    dW_γ        = Σ_n dout[n, γ] @ cols[n, γ]ᵀ           (O/g, C/g·kh·kw)
-    dcols[n, γ] = W_γᵀ @ dout[n, γ]                       (C/g·kh·kw, OH·OW)
-    db[o]       = Σ_{n,p,q} dout[n,o,p,q]
-    dx          = col2im(dcols)
+    dW_γ    = dout_γ @ cols_γᵀ          (O/g, C/g·kh·kw)  the sum over the batch is inside
+    dcols_γ = W_γᵀ @ dout_γ             (C/g·kh·kw, N·OH·OW)
+    db[o]   = Σ_{n,p,q} dout[n,o,p,q]
+    dx      = col2im(dcols)
 
 col2im is the adjoint of im2col: every entry of dcols is *added* back to the
 input pixel it was copied from. A pixel that lies in several receptive fields
@@ -73,9 +75,27 @@ def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation
     return (n, out_channels, out_height, out_width)
 
 
+def _batch_side_by_side(rows_per_sample, groups):
+    """(N, g·R, L) -> (g, R, N·L): split the rows into groups, put the samples' columns side by side.
+
+    im2col orders rows channel-major (c, a, b), so group γ's rows are one
+    contiguous block; the transpose copies once so each group is one matrix.
+    """
+    n, rows, locations = rows_per_sample.shape
+    by_group = rows_per_sample.reshape(n, groups, rows // groups, locations)
+    return by_group.transpose(1, 2, 0, 3).reshape(groups, rows // groups, n * locations)
+
+
+def _back_to_batch(side_by_side, n):
+    """(g, R, N·L) -> (N, g·R, L): the inverse of ``_batch_side_by_side``."""
+    groups, rows, total = side_by_side.shape
+    by_sample = side_by_side.reshape(groups, rows, n, total // n).transpose(2, 0, 1, 3)
+    return by_sample.reshape(n, groups * rows, total // n)
+
+
 class Conv2dCache(NamedTuple):
     """What ``conv2d_backward`` needs from the forward pass."""
-    cols: np.ndarray               # (N, C·kh·kw, OH·OW), the unfolded input
+    cols_by_group: np.ndarray      # (g, C/g·kh·kw, N·OH·OW), the unfolded input
     weight: np.ndarray             # (O, C/g, kh, kw)
     has_bias: bool
     x_shape: tuple
@@ -121,14 +141,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     kernel = weight.shape[2:]
 
     cols = backend.current().im2col(x, kernel, stride, padding, dilation)   # (N, C·kh·kw, L)
-    # im2col orders rows channel-major (c, a, b), so group γ's rows are one contiguous block.
-    cols_by_group = cols.reshape(n, groups, -1, cols.shape[2])          # (N, g, C/g·kh·kw, L)
+    cols_by_group = _batch_side_by_side(cols, groups)                   # (g, C/g·kh·kw, N·L)
     weight_by_group = weight.reshape(groups, out_channels // groups, -1)  # (g, O/g, C/g·kh·kw)
-    out = np.matmul(weight_by_group[None], cols_by_group)               # (N, g, O/g, L)
+    out = _back_to_batch(weight_by_group @ cols_by_group, n)            # (N, O, L)
     out = out.reshape(n, out_channels, out_height, out_width)
     if bias is not None:
         out = out + bias[None, :, None, None]
-    cache = Conv2dCache(cols, weight, bias is not None, x.shape, stride, padding, dilation,
+    cache = Conv2dCache(cols_by_group, weight, bias is not None, x.shape, stride, padding, dilation,
                         int(groups))
     return out, cache
 
@@ -138,24 +157,21 @@ def conv2d_backward(dout, cache):
 
     dout (N, O, OH, OW) -> dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,).
     """
-    cols, weight, has_bias, x_shape, stride, padding, dilation, groups = cache
+    cols_by_group, weight, has_bias, x_shape, stride, padding, dilation, groups = cache
     n, out_channels = x_shape[0], weight.shape[0]
-    locations = cols.shape[2]
+    locations = cols_by_group.shape[2] // n                             # L = OH·OW
     check_float_array(dout, "dout", ndim=4)
     check_same_dtype(weight, dout, "the forward input", "dout")
     if dout.shape[:2] != (n, out_channels) or dout.shape[2] * dout.shape[3] != locations:
         raise ValueError(f"dout: expected shape of the forward output (N={n}, O={out_channels}, "
                          f"OH·OW={locations}), got {dout.shape}")
 
-    dout_by_group = dout.reshape(n, groups, out_channels // groups, locations)  # (N, g, O/g, L)
-    cols_by_group = cols.reshape(n, groups, -1, locations)                    # (N, g, K, L)
-    weight_by_group = weight.reshape(groups, out_channels // groups, -1)      # (g, O/g, K)
-
-    # dW_γ = Σ_n dout[n,γ] @ cols[n,γ]ᵀ : one contraction over the batch and the locations.
-    dweight = np.einsum("ngol,ngkl->gok", dout_by_group, cols_by_group).reshape(weight.shape)
-    # dcols[n,γ] = W_γᵀ @ dout[n,γ], then scatter-add every column back to its pixels.
-    dcols = np.matmul(weight_by_group.transpose(0, 2, 1)[None], dout_by_group)  # (N, g, K, L)
-    dx = backend.current().col2im(dcols.reshape(n, -1, locations), x_shape, weight.shape[2:],
-                                  stride, padding, dilation)
+    dout_by_group = _batch_side_by_side(dout.reshape(n, out_channels, locations), groups)
+    weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
+    # dW_γ = dout_γ @ cols_γᵀ: the product runs over all N·L locations, summing the batch.
+    dweight = (dout_by_group @ cols_by_group.transpose(0, 2, 1)).reshape(weight.shape)
+    # dcols_γ = W_γᵀ @ dout_γ, then scatter-add every column back to the pixels it came from.
+    dcols = _back_to_batch(weight_by_group.transpose(0, 2, 1) @ dout_by_group, n)
+    dx = backend.current().col2im(dcols, x_shape, weight.shape[2:], stride, padding, dilation)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
