@@ -180,6 +180,10 @@ def test_without_running_stats_eval_uses_batch_statistics():
     y = norm(x)
     np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-12)
     assert norm.running_mean is None and norm.num_batches_tracked is None
+    stateless = BatchNorm2d(2, affine=False, track_running_stats=False)   # holds no dtype
+    for dtype in (np.float32, np.float64):
+        assert stateless(x.astype(dtype)).dtype == dtype
+    np.testing.assert_allclose(stateless(x), y, rtol=1e-12)              # γ = 1, β = 0 as above
 
 
 def test_float32_in_float32_out_and_statistics_stay_float32():

@@ -21,6 +21,10 @@ class BatchNorm2d(Module):
     * ``eval()`` mode: normalise with the running statistics; without
       ``track_running_stats`` the batch statistics are used in both modes
       (PyTorch's rule).
+
+    Input dtype must match the parameters' (``astype`` converts the module); with
+    ``affine=False, track_running_stats=False`` the module holds no arrays and
+    accepts float32 and float64 alike.
     """
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
@@ -40,20 +44,20 @@ class BatchNorm2d(Module):
             self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
         else:
             self.running_mean = self.running_var = self.num_batches_tracked = None
-        self._dtype = np.dtype(dtype)
 
     def _module_dtype(self):
-        """The dtype the module holds now (``astype`` may have changed it)."""
+        """The dtype the module holds now (``astype`` may have changed it); None if it holds nothing."""
         if self.weight is not None:
             return self.weight.dtype
         if self.running_mean is not None:
             return self.running_mean.dtype
-        return self._dtype
+        return None
 
     def forward(self, x):
         check_nchw(x, "x", channels=self.num_features)
-        reference = np.empty(0, dtype=self._module_dtype())
-        check_same_dtype(reference, x, "BatchNorm2d's parameters", "x")
+        if self._module_dtype() is not None:
+            reference = np.empty(0, dtype=self._module_dtype())
+            check_same_dtype(reference, x, "BatchNorm2d's parameters", "x")
         use_batch_statistics = self.training or not self.track_running_stats
         weight = self.weight.data if self.weight is not None else None
         bias = self.bias.data if self.bias is not None else None
