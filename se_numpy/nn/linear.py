@@ -2,7 +2,7 @@
 import numpy as np
 
 from ..functional.linear import linear_backward, linear_forward
-from .init import uniform_fan_in
+from .init import as_generator, uniform_fan_in
 from .module import Module, _require_cache
 from .parameter import Parameter
 
@@ -16,6 +16,7 @@ class Linear(Module):
     def __init__(self, in_features, out_features, bias=True, dtype=np.float32, rng=None):
         super().__init__()
         self.in_features, self.out_features = int(in_features), int(out_features)
+        rng = as_generator(rng)          # one generator, so bias numbers differ from weight numbers
         self.weight = Parameter(uniform_fan_in((out_features, in_features), in_features, rng, dtype))
         self.bias = Parameter(uniform_fan_in((out_features,), in_features, rng, dtype)) if bias else None
 

@@ -33,6 +33,10 @@ class Module:
         if "_parameters" not in self.__dict__:
             raise RuntimeError(f"{type(self).__name__}: call Module.__init__() before "
                                "assigning attributes")
+        if name in self._buffers and isinstance(value, np.ndarray):
+            # re-assigning a buffer (self.running_mean = ...) keeps it a buffer, as in PyTorch
+            object.__setattr__(self, name, value)
+            return
         for table in (self._parameters, self._buffers, self._modules):
             table.pop(name, None)
         if isinstance(value, Parameter):
