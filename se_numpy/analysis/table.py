@@ -1,0 +1,149 @@
+"""The paper's complexity table, recomputed: ``se-numpy models``.
+
+For every model of the paper's Table 2 that the registry has (and MobileNet
+from Table 3, and the SE_3x3 variant of Table 15), build the plain and the SE
+network, count parameters and multiply-accumulates at 224x224 and print them
+beside the paper's figures with the relative difference.
+
+Conventions needed to reach the paper's numbers (all documented in docs/models.md):
+
+* "GFLOPs" in the paper are multiply-accumulates (GMACs) of convolutions and
+  FC layers plus the SE squeeze and scale (see ``counting.py``), input 224x224.
+* ResNets put each stage's stride on the first 1x1 convolution, as the
+  original Caffe ResNet and the paper's SE-ResNets do (``stride_in_1x1=True``):
+  ResNet-50 costs 3.86 GMACs so, 4.09 with the stride on the 3x3.
+* ResNeXts put the stride on the 3x3 convolution, as the ResNeXt code does
+  (4.23 GMACs against the paper's 4.24; on the 1x1 it would be 3.77).
+* VGG-16 has SE after each of its five stages; MobileNet after each of its 13
+  depthwise-separable blocks; r = 16 and FC biases everywhere.
+
+The paper gives parameter counts only for ResNet-50 / SE-ResNet-50 (Sec. 3.3
+and Table 10: 25.6M / 28.1M), SE_3x3 (Table 15: 25.8M) and MobileNet
+(Table 3: 4.2M / 4.7M); other cells show "-".
+"""
+from collections import namedtuple
+
+from .counting import count_flops, count_params
+
+PaperRow = namedtuple("PaperRow", "label plain se plain_options se_options params_plain "
+                                  "params_se gflops_plain gflops_se source")
+PaperRow.__doc__ = """One row of the paper: params in millions, GFLOPs (GMACs) at 224x224."""
+
+_RESNET = {"stride_in_1x1": True}
+
+# Figures as printed in Hu et al., "Squeeze-and-Excitation Networks" (TPAMI version,
+# arXiv 1709.01507v4). None: the paper does not give the number.
+PAPER_ROWS = (
+    PaperRow("ResNet-50", "resnet50", "se_resnet50", _RESNET, _RESNET, 25.6, 28.1, 3.86, 3.87,
+             "Table 2 (GFLOPs); Sec. 3.3, Table 10 (params)"),
+    PaperRow("ResNet-101", "resnet101", "se_resnet101", _RESNET, _RESNET, None, None, 7.58, 7.60,
+             "Table 2"),
+    PaperRow("ResNet-152", "resnet152", "se_resnet152", _RESNET, _RESNET, None, None, 11.30,
+             11.32, "Table 2"),
+    PaperRow("ResNeXt-50", "resnext50_32x4d", "se_resnext50_32x4d", {}, {}, None, None, 4.24,
+             4.25, "Table 2"),
+    PaperRow("ResNeXt-101", "resnext101_32x4d", "se_resnext101_32x4d", {}, {}, None, None, 7.99,
+             8.00, "Table 2"),
+    PaperRow("VGG-16", "vgg16_bn", "se_vgg16_bn", {}, {}, None, None, 15.47, 15.48, "Table 2"),
+    PaperRow("MobileNet", "mobilenet_v1", "se_mobilenet_v1", {}, {}, 4.2, 4.7, 0.569, 0.572,
+             "Table 3 (569 / 572 MFLOPs)"),
+    PaperRow("ResNet-50 SE_3x3", "resnet50", "se_resnet50", _RESNET,
+             dict(_RESNET, placement="after_3x3"), 25.6, 25.8, 3.86, 3.86, "Table 15"),
+)
+
+Measured = namedtuple("Measured", "row params_plain params_se gflops_plain gflops_se")
+
+
+def _printed_decimals(value):
+    text = repr(float(value))
+    return len(text.split(".")[1].rstrip("0")) if "." in text else 0
+
+
+def relative_difference(ours, paper):
+    """(ours - paper) / paper, or None where the paper gives no figure."""
+    return None if paper is None else (ours - paper) / paper
+
+
+def agrees_at_printed_precision(ours, paper):
+    """True when ``ours`` rounds to the paper's figure at the paper's printed precision.
+
+    E.g. MobileNet's 4.232M parameters agree with the printed "4.2M" although
+    they differ by 0.8%: the paper rounds to 0.1M.
+    """
+    decimals = _printed_decimals(paper)
+    return abs(ours - paper) <= 0.5 * 10 ** (-decimals) + 1e-12
+
+
+def measure_row(row, input_size=224):
+    """Build the row's two models (any seed: counts do not depend on values) and count them."""
+    from .. import models
+
+    shape = (1, 3, input_size, input_size)
+    plain = models.create(row.plain, **row.plain_options)
+    params_plain, flops_plain = count_params(plain), count_flops(plain, shape)
+    del plain
+    se = models.create(row.se, **row.se_options)
+    params_se, flops_se = count_params(se), count_flops(se, shape)
+    return Measured(row, params_plain / 1e6, params_se / 1e6, flops_plain / 1e9, flops_se / 1e9)
+
+
+def _cell(ours, paper, digits):
+    if paper is None:
+        return f"{ours:>9.{digits}f} {'-':>7} {'':>7}"
+    return f"{ours:>9.{digits}f} {paper:>7.{digits}f} {100 * (ours - paper) / paper:>+6.2f}%"
+
+
+def format_table(measurements):
+    """Plain-text table: ours, paper, relative difference, for params (M) and GFLOPs."""
+    header = (f"{'model':<18} | {'params (M) ours  paper   diff':^26} | "
+              f"{'SE params (M) ours paper diff':^26} | {'GFLOPs ours  paper   diff':^26} | "
+              f"{'SE GFLOPs ours paper diff':^26}")
+    lines = [header, "-" * len(header)]
+    for m in measurements:
+        row = m.row
+        lines.append(f"{row.label:<18} | {_cell(m.params_plain, row.params_plain, 2)} | "
+                     f"{_cell(m.params_se, row.params_se, 2)} | "
+                     f"{_cell(m.gflops_plain, row.gflops_plain, 3)} | "
+                     f"{_cell(m.gflops_se, row.gflops_se, 3)}")
+    lines.append("")
+    lines.append("paper: Hu et al., Squeeze-and-Excitation Networks (arXiv 1709.01507); sources: "
+                 + "; ".join(f"{m.row.label}: {m.row.source}" for m in measurements))
+    lines.append("GFLOPs are multiply-accumulates at 224x224; ResNets with the stride on the "
+                 "first 1x1 conv (Caffe), ResNeXts on the 3x3; r = 16, FC biases on.")
+    return "\n".join(lines)
+
+
+def _run(args):
+    from .. import models
+
+    if args.list:
+        for name in models.names():
+            print(f"{name:<22} {models.describe(name)}")
+        return 0
+    rows = [row for row in PAPER_ROWS
+            if not args.only or any(key.lower() in row.label.lower() for key in args.only)]
+    if not rows:
+        print(f"no row of the table matches {args.only}")
+        return 2
+    measurements = []
+    for row in rows:
+        measurements.append(measure_row(row, args.input_size))
+    print(format_table(measurements))
+    return 0
+
+
+def add_commands(subparsers):
+    """Register ``se-numpy models`` on an argparse subparsers object."""
+    parser = subparsers.add_parser(
+        "models", help="parameters and GFLOPs of the paper's Table 2 models",
+        description="Count parameters and multiply-accumulates of the models of the paper's "
+                    "Table 2 (and MobileNet, Table 3) with and without SE, beside the "
+                    "paper's figures.")
+    parser.add_argument("--only", nargs="+", metavar="TEXT",
+                        help="rows whose label contains TEXT (e.g. --only ResNet-50 VGG)")
+    parser.add_argument("--input-size", type=int, default=224,
+                        help="image side in pixels (the paper's figures are at 224)")
+    parser.add_argument("--list", action="store_true",
+                        help="list every registered model name instead")
+    parser.set_defaults(func=_run)
+    return parser

@@ -1,0 +1,112 @@
+"""ImageNet ResNets and ResNeXts (He et al. 2016; Xie et al. 2017) with and without SE.
+
+    conv1 7x7/2 (64) -> bn1 -> relu -> maxpool 3x3/2
+    layer1..layer4: residual stages at 56, 28, 14, 7 pixels (224 input)
+    avgpool (global) -> fc
+
+State-dict names and shapes are torchvision's ``resnet50`` for plain models
+(``layer1.0.conv1.weight``, ``layer1.0.downsample.0.weight``, ``fc.bias``) and
+timm's ``seresnet50`` for SE models (``layer1.0.se.fc1.weight``: SE after bn3,
+before the addition; hidden width C/16; fc1/fc2 with biases; timm stores them
+as 1x1 convolutions, (out, in, 1, 1), which ``load_state_dict`` accepts).
+
+``stride_in_1x1`` (default False, as torchvision and timm): False puts each
+stage's stride on the 3x3 convolution, True on the first 1x1 as in the
+original Caffe ResNet and the paper's SE-ResNets. It changes the cost (ResNet-50:
+4.09 vs 3.86 GMACs at 224x224) but not the parameters; see ``analysis/table.py``.
+"""
+import numpy as np
+
+from ..nn.activation import ReLU
+from ..nn.conv import Conv2d
+from ..nn.init import as_generator
+from ..nn.linear import Linear
+from ..nn.norm import BatchNorm2d
+from ..nn.pool import GlobalAvgPool, MaxPool2d
+from ..nn.residual import BasicBlock, Bottleneck
+from .network import Network, residual_stage
+from .registry import register
+from .se_config import SEConfig, split_se_options
+
+STAGE_PLANES = (64, 128, 256, 512)
+
+# name -> (block, blocks per stage, groups, base width)
+ARCHITECTURES = {
+    "resnet18": (BasicBlock, (2, 2, 2, 2), 1, 64),
+    "resnet34": (BasicBlock, (3, 4, 6, 3), 1, 64),
+    "resnet50": (Bottleneck, (3, 4, 6, 3), 1, 64),
+    "resnet101": (Bottleneck, (3, 4, 23, 3), 1, 64),
+    "resnet152": (Bottleneck, (3, 8, 36, 3), 1, 64),
+    "resnext50_32x4d": (Bottleneck, (3, 4, 6, 3), 32, 4),
+    "resnext101_32x4d": (Bottleneck, (3, 4, 23, 3), 32, 4),
+}
+
+
+class ImageNetResNet(Network):
+    """ResNet / ResNeXt for 224x224 images (any size that survives five halvings works).
+
+    Args:
+        block: ``BasicBlock`` or ``Bottleneck``.
+        layers: blocks per stage, e.g. (3, 4, 6, 3) for ResNet-50.
+        groups, base_width: ResNeXt cardinality and width per group (1, 64 for ResNet).
+        stride_in_1x1: where a bottleneck stage puts its stride (see the module docstring).
+        in_channels, num_classes, se_config, dtype, seed: as ``CifarResNet``.
+
+    Shapes: x (N, in_channels, H, W) -> logits (N, num_classes).
+    """
+
+    def __init__(self, block, layers, groups=1, base_width=64, stride_in_1x1=False,
+                 in_channels=3, num_classes=1000, se_config=None, dtype=np.float32, seed=0):
+        super().__init__()
+        rng = as_generator(seed)
+        self.in_channels, self.num_classes = int(in_channels), int(num_classes)
+        self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, dtype=dtype,
+                            rng=rng)
+        self.bn1 = BatchNorm2d(64)
+        self.relu = ReLU()
+        self.maxpool = MaxPool2d(3, stride=2, padding=1)
+        block_options = {}
+        if block is Bottleneck:
+            block_options = {"groups": groups, "base_width": base_width,
+                             "stride_in_1x1": stride_in_1x1}
+        elif (groups, base_width) != (1, 64):
+            raise ValueError("groups/base_width: BasicBlock supports only groups=1, base_width=64")
+        channels = 64
+        for stage_index, (planes, num_blocks) in enumerate(zip(STAGE_PLANES, layers)):
+            stage, channels = residual_stage(block, channels, planes, num_blocks,
+                                             stride=1 if stage_index == 0 else 2,
+                                             stage_index=stage_index, se_config=se_config,
+                                             dtype=dtype, rng=rng, **block_options)
+            setattr(self, f"layer{stage_index + 1}", stage)
+        self.avgpool = GlobalAvgPool()
+        self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
+        self._finish(dtype)
+
+
+def _imagenet_builder(model_name, architecture, with_se):
+    block, layers, groups, base_width = architecture
+
+    def build(in_channels=3, num_classes=1000, dtype=np.float32, seed=0, stride_in_1x1=False,
+              **options):
+        se_options, rest = split_se_options(model_name, with_se, options)
+        if rest:
+            raise TypeError(f"{model_name}: unexpected options {sorted(rest)}")
+        se_config = SEConfig(4, **se_options) if with_se else None
+        return ImageNetResNet(block, layers, groups, base_width, stride_in_1x1, in_channels,
+                              num_classes, se_config, dtype, seed)
+    build.__name__ = model_name
+    return build
+
+
+def _register_all():
+    for name, architecture in ARCHITECTURES.items():
+        block, layers, groups, base_width = architecture
+        kind = f"ImageNet {name}: {block.__name__} x {layers}"
+        if groups != 1:
+            kind += f", {groups} groups of width {base_width}"
+        register(name, _imagenet_builder(name, architecture, False), kind)
+        register(f"se_{name}", _imagenet_builder(f"se_{name}", architecture, True),
+                 f"{kind}, SE in every block")
+
+
+_register_all()
