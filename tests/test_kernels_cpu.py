@@ -273,11 +273,13 @@ def test_scale_add_forward_and_backward_match_reference(u, seed, layout, path):
 
 # --------------------------------------------------------------------------- conv helpers, pooling
 @st.composite
-def window_configs(draw, max_kernel=3):
-    """(kernel, stride, padding, dilation) pairs with padding ≤ kernel/2 (PyTorch's rule)."""
+def window_configs(draw, max_kernel=3, pooling=True):
+    """(kernel, stride, padding, dilation) pairs; pooling keeps padding ≤ kernel/2 (PyTorch's
+    rule), a convolution may pad by up to a whole kernel (whole rows/columns of zeros)."""
     kernel = (draw(st.integers(1, max_kernel)), draw(st.integers(1, max_kernel)))
-    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
-    padding = (draw(st.integers(0, kernel[0] // 2)), draw(st.integers(0, kernel[1] // 2)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    limit = (kernel[0] // 2, kernel[1] // 2) if pooling else kernel
+    padding = (draw(st.integers(0, limit[0])), draw(st.integers(0, limit[1])))
     dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
     return kernel, stride, padding, dilation
 
@@ -288,7 +290,7 @@ def fits(x_shape, kernel, stride, padding, dilation=(1, 1)):
 
 
 @settings(max_examples=40)
-@given(x=feature_maps(), config=window_configs(), seed=seeds)
+@given(x=feature_maps(), config=window_configs(pooling=False), seed=seeds)
 def test_im2col_and_col2im_match_reference(x, config, seed):
     kernel, stride, padding, dilation = config
     if not fits(x.shape, kernel, stride, padding, dilation):
@@ -388,3 +390,48 @@ def test_naive_drafts_compute_the_same_operation(x, seed):
     promotion_gap = {np.float32: 2 ** -22, np.float64: 1e-15}[x.dtype.type]
     np.testing.assert_allclose(cpu_naive.se_backward_dx_promoting(x, s, dz),
                                ref.se_backward_dx(x, s, dz), rtol=0, atol=promotion_gap)
+
+
+# --------------------------------------------------------------------------- the benchmark runs
+def test_benchmark_writes_json_chart_and_consistent_fractions(tmp_path):
+    import json
+
+    from se_numpy.bench import format_table, run_benchmark
+    shape = (2, 3, 4, 6)
+    result = run_benchmark("numba", shapes=[shape], repeats=1, out_dir=str(tmp_path),
+                           include_torch=False, quick=True)
+    saved = json.loads((tmp_path / "kernels_numba.json").read_text())
+    assert (tmp_path / "kernels_numba.png").read_bytes()[:4] == b"\x89PNG"
+    assert saved["memory"]["copy_GBps"] == result["memory"]["copy_GBps"] > 0
+    rows = {row["kernel"]: row for row in saved["shapes"][0]["kernels"]}
+    # squeeze reads x (2·3·4·6 float32 = 576 B) and writes z (2·3 float32 = 24 B)
+    assert rows["squeeze_forward"]["min_bytes"] == 576 + 24
+    # scale reads x and s (24 B) and writes y (576 B)
+    assert rows["scale_forward"]["min_bytes"] == 576 + 24 + 576
+    for row in rows.values():
+        assert set(row["results"]) == {"numpy", "numba"}
+        for rates in row["results"].values():
+            assert rates["GBps"] == pytest.approx(row["min_bytes"] / rates["seconds"] / 1e9)
+            assert rates["fraction_of_bandwidth"] == pytest.approx(
+                rates["GBps"] / saved["memory"]["copy_GBps"])
+    block = saved["shapes"][0]["se_block"]
+    assert block["bytes"] == 7 * 576
+    assert "SE block forward+backward" in format_table(result)
+    with pytest.raises(ValueError, match="NCHW"):
+        run_benchmark("numba", shapes=[(2, 3, 4)], out_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="backend"):
+        run_benchmark("fortran", out_dir=str(tmp_path))
+
+
+def test_se_block_of_the_benchmark_matches_between_backends():
+    """The timed SE block computes the same thing on numpy and numba (else timing it is moot)."""
+    from se_numpy.bench import cpu as bench_cpu
+    shape = (2, 32, 5, 7)
+    _, arrays = bench_cpu.kernel_cases(shape, np.float64)
+    params = bench_cpu.se_parameters(shape[1], dtype=np.float64)
+    y_ref, dx_ref, grads_ref = bench_cpu.se_block_forward_backward(ref, arrays["x"], arrays["dy"], params)
+    y, dx, grads = bench_cpu.se_block_forward_backward(cpu, arrays["x"], arrays["dy"], params)
+    assert_reduction_close(y, y_ref)
+    assert_reduction_close(dx, dx_ref)
+    for name in grads_ref:
+        assert_reduction_close(grads[name], grads_ref[name])

@@ -16,7 +16,8 @@ import platform
 
 import numpy as np
 
-from .report import format_table, write_chart, write_json
+from . import report
+from .report import write_chart, write_json
 
 __all__ = ["run_benchmark", "format_table", "DEFAULT_SHAPES", "QUICK_SHAPES"]
 
@@ -61,6 +62,14 @@ def run_benchmark(backend="numba", shapes=None, dtype="float32", repeats=5, out_
     return result
 
 
+def format_table(result):
+    """The result of ``run_benchmark`` as a plain-text table (CPU or CUDA layout)."""
+    if result.get("backend") == "cuda":
+        from . import cuda
+        return cuda.format_table(result)
+    return report.format_table(result)
+
+
 def _check_shapes(shapes):
     checked = []
     for shape in shapes:
@@ -86,23 +95,28 @@ def _measure(backends, shapes, dtype, repeats, include_torch, quick):
     bandwidth_bytes = (64 if quick else 256) * 2 ** 20
     first_touch = memory.measure_first_touch(bandwidth_bytes)
     with memory.keep_freed_memory() as allocator_note:
-        bandwidth = memory.measure_bandwidth(bandwidth_bytes, repeats=max(repeats, 10))
-        bandwidth.update(first_touch)
-        copy_GBps = bandwidth["copy_GBps"]
+        # the limit is measured before and after every shape and the best is
+        # kept: on a shared machine a single measurement may catch a busy moment
+        bandwidths = [memory.measure_bandwidth(bandwidth_bytes, repeats=max(repeats, 10))]
         entries = []
         for shape in shapes:
             entry = {"shape": list(shape), "dtype": dtype.name,
-                     "kernels": cpu.time_kernels(shape, dtype, backends, repeats, copy_GBps, torch_timer),
-                     "se_block": cpu.time_se_block(shape, dtype, backends, repeats, copy_GBps,
-                                                   torch_timer)}
+                     "kernels": cpu.time_kernels(shape, dtype, backends, repeats, torch_timer),
+                     "se_block": cpu.time_se_block(shape, dtype, backends, repeats, torch_timer)}
             timings = entry["se_block"]["results"]
             if "numba" in timings:
                 entry["se_block"]["numba_speedup"] = {
                     other: timings[other]["seconds"] / timings["numba"]["seconds"]
                     for other in timings if other != "numba"}
-                entry["progression"] = cpu.time_progression(shape, dtype, min(repeats, 3), copy_GBps)
+                entry["progression"] = cpu.time_progression(shape, dtype, min(repeats, 3))
             entries.append(entry)
-    return {"memory": bandwidth, "shapes": entries,
+            bandwidths.append(memory.measure_bandwidth(bandwidth_bytes, repeats=max(repeats, 10)))
+    bandwidth = max(bandwidths, key=lambda measured: measured["copy_GBps"])
+    bandwidth.update(first_touch)
+    bandwidth["copy_GBps_each_measurement"] = [measured["copy_GBps"] for measured in bandwidths]
+    for entry in entries:
+        cpu.add_fractions(entry, bandwidth["copy_GBps"])
+    return {"backend": backends[-1], "memory": bandwidth, "shapes": entries,
             "settings": {"backends": backends, "repeats": repeats, "quick": quick,
                          "timing": "best of repeats after one warm-up call",
                          "allocator": allocator_note, "torch": torch_note},

@@ -82,8 +82,8 @@ def kernel_cases(shape, dtype, seed=0):
     return cases, {"x": x, "dy": dy, "s": s, "dz": dz}
 
 
-def time_kernels(shape, dtype, backends, repeats, bandwidth_GBps, torch_timer=None):
-    """One row per kernel: minimum bytes, and per backend seconds, GB/s, fraction of bandwidth."""
+def time_kernels(shape, dtype, backends, repeats, torch_timer=None):
+    """One row per kernel: minimum bytes, and per backend seconds and GB/s."""
     modules = {"numpy": numpy_ref, "numba": numba_kernels}
     cases, _ = kernel_cases(shape, dtype)
     rows = []
@@ -93,18 +93,31 @@ def time_kernels(shape, dtype, backends, repeats, bandwidth_GBps, torch_timer=No
         row = {"kernel": name, "min_bytes": moved, "results": {}}
         for backend in backends:
             seconds = best_time(lambda: call(modules[backend]), repeats)
-            row["results"][backend] = _rates(seconds, moved, bandwidth_GBps)
+            row["results"][backend] = _rates(seconds, moved)
         if torch_timer is not None:
             seconds = torch_timer(name, shape, dtype, repeats)
             if seconds is not None:
-                row["results"]["torch"] = _rates(seconds, moved, bandwidth_GBps)
+                row["results"]["torch"] = _rates(seconds, moved)
         rows.append(row)
     return rows
 
 
-def _rates(seconds, moved, bandwidth_GBps):
-    achieved = moved / seconds / GB
-    return {"seconds": seconds, "GBps": achieved, "fraction_of_bandwidth": achieved / bandwidth_GBps}
+def _rates(seconds, moved):
+    return {"seconds": seconds, "GBps": moved / seconds / GB}
+
+
+def add_fractions(entry, bandwidth_GBps):
+    """Fill in every "fraction_of_bandwidth" and the SE block's bound once the limit is known."""
+    for row in entry["kernels"]:
+        for rates in row["results"].values():
+            rates["fraction_of_bandwidth"] = rates["GBps"] / bandwidth_GBps
+    for step in entry.get("progression", []):
+        step["fraction_of_bandwidth"] = step["GBps"] / bandwidth_GBps
+    block = entry["se_block"]
+    block["bound_seconds"] = block["bytes"] / (bandwidth_GBps * GB)
+    for timing in block["results"].values():
+        timing["times_bound"] = timing["seconds"] / block["bound_seconds"]
+    return entry
 
 
 # --------------------------------------------------------------------------- the SE block
@@ -136,15 +149,13 @@ def se_block_forward_backward(kernels, x, dy, params):
     return y, dx, grads
 
 
-def time_se_block(shape, dtype, backends, repeats, bandwidth_GBps, torch_timer=None):
+def time_se_block(shape, dtype, backends, repeats, torch_timer=None):
     """Forward + backward of one SE block per backend, against the 7-pass bound."""
     modules = {"numpy": numpy_ref, "numba": numba_kernels}
     _, arrays = kernel_cases(shape, dtype)
     params = se_parameters(shape[1], dtype=dtype)
     x, dy = arrays["x"], arrays["dy"]
-    bound_seconds = SE_BLOCK_PASSES * x.nbytes / (bandwidth_GBps * GB)
-    result = {"passes": SE_BLOCK_PASSES, "bytes": SE_BLOCK_PASSES * x.nbytes,
-              "bound_seconds": bound_seconds, "results": {}}
+    result = {"passes": SE_BLOCK_PASSES, "bytes": SE_BLOCK_PASSES * x.nbytes, "results": {}}
     timings = {}
     for backend in backends:
         timings[backend] = best_time(
@@ -154,12 +165,12 @@ def time_se_block(shape, dtype, backends, repeats, bandwidth_GBps, torch_timer=N
         if seconds is not None:
             timings["torch"] = seconds
     for backend, seconds in timings.items():
-        result["results"][backend] = {"seconds": seconds, "times_bound": seconds / bound_seconds}
+        result["results"][backend] = {"seconds": seconds}
     return result
 
 
 # --------------------------------------------------------------------------- teaching progression
-def time_progression(shape, dtype, repeats, bandwidth_GBps):
+def time_progression(shape, dtype, repeats):
     """The drafts of cpu_naive.py next to the final kernels (docs/kernels.md's table)."""
     _, arrays = kernel_cases(shape, dtype)
     x, dy, s, dz = arrays["x"], arrays["dy"], arrays["s"], arrays["dz"]
@@ -181,6 +192,6 @@ def time_progression(shape, dtype, repeats, bandwidth_GBps):
     table = []
     for label, function, passes in steps:
         seconds = best_time(function, repeats)
-        rates = _rates(seconds, passes * x.nbytes, bandwidth_GBps)
+        rates = _rates(seconds, passes * x.nbytes)
         table.append({"step": label, **rates})
     return table

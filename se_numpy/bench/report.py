@@ -86,8 +86,8 @@ def write_chart(result, path):
         axis.set_title(f"{tuple(entry['shape'])} {entry['dtype']}", fontsize=10)
         axis.legend(fontsize=9)
     figure.suptitle("SE kernels are memory-bound: how close does each backend get to the copy "
-                    f"bandwidth ({result['memory']['copy_GBps']:.1f} GB/s, dashed line = 1.0)?",
-                    fontsize=11)
+                    f"bandwidth ({result['memory']['copy_GBps']:.1f} GB/s, dashed line)?\n"
+                    "Higher is better; bars above 1 mean the arrays fit in cache.", fontsize=11)
     figure.tight_layout()
     _atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)

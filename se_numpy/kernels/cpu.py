@@ -268,6 +268,14 @@ def _scatter_rows(values, indices, out):
 # one (n, c) plane per parallel iteration: planes never overlap, so no two
 # threads ever write the same output element (no atomics needed).
 
+@njit(cache=True)
+def _inside_range(offset, stride, size, count):
+    """The outputs q in [first, stop) whose input position q·stride + offset lies in [0, size)."""
+    first = min(max(0, -(offset // stride)), count)   # smallest q with q·stride + offset >= 0
+    stop = min(count, (size - 1 - offset) // stride + 1) if size - 1 - offset >= 0 else 0
+    return first, max(first, stop)
+
+
 @njit(parallel=True, cache=True)
 def _im2col_planes(x, cols, kernel_h, kernel_w, stride_h, stride_w,
                    pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
@@ -277,15 +285,22 @@ def _im2col_planes(x, cols, kernel_h, kernel_w, stride_h, stride_w,
         for a in range(kernel_h):
             for b in range(kernel_w):
                 row = (c * kernel_h + a) * kernel_w + b
+                column_offset = b * dilation_w - pad_w
+                # the q range that reads real pixels is computed once, so the
+                # copy loop below has no branch and vectorises (stride 1)
+                first, stop = _inside_range(column_offset, stride_w, width, out_w)
                 for p in range(out_h):
                     i = p * stride_h - pad_h + a * dilation_h
-                    for q in range(out_w):
-                        j = q * stride_w - pad_w + b * dilation_w
-                        if 0 <= i < height and 0 <= j < width:
-                            cols[n, row, p * out_w + q] = x[n, c, i, j]
-                        else:
-                            cols[n, row, p * out_w + q] = 0     # zero padding
+                    start = p * out_w
+                    if i < 0 or i >= height:
+                        cols[n, row, start:start + out_w] = 0          # a padding row
+                        continue
+                    cols[n, row, start:start + first] = 0              # left padding
+                    for q in range(first, stop):
+                        cols[n, row, start + q] = x[n, c, i, q * stride_w + column_offset]
+                    cols[n, row, start + stop:start + out_w] = 0       # right padding
     return cols
+
 
 @njit(parallel=True, cache=True)
 def _col2im_planes(cols, dx, kernel_h, kernel_w, stride_h, stride_w,
@@ -310,16 +325,16 @@ def _col2im_planes(cols, dx, kernel_h, kernel_w, stride_h, stride_w,
     return dx
 
 @njit(cache=True)
-def _window_first_argmax(plane, top, left, kernel_h, kernel_w):
+def _window_first_argmax(image, top, left, kernel_h, kernel_w):
     """(value, flat index i·W + j) of the first maximum of one window of one plane.
 
     Cells outside the plane are padding (-inf in the reference) and never win;
     a NaN wins at once, as in NumPy's argmax."""
-    height, width = plane.shape
+    height, width = image.shape
     best, best_index = -np.inf, -1
     for i in range(max(top, 0), min(top + kernel_h, height)):
         for j in range(max(left, 0), min(left + kernel_w, width)):
-            value = plane[i, j]
+            value = image[i, j]
             if np.isnan(value):
                 return value, i * width + j
             if value > best or best_index < 0:   # strict '>': a later tie never wins
@@ -333,9 +348,10 @@ def _max_pool_planes(x, out, argmax, kernel_h, kernel_w, stride_h, stride_w, pad
     out_h, out_w = out.shape[2], out.shape[3]
     for plane in prange(n_images * channels):
         n, c = plane // channels, plane % channels
+        image = x[n, c]      # one view per plane, not one per window
         for p in range(out_h):
             for q in range(out_w):
-                value, index = _window_first_argmax(x[n, c], p * stride_h - pad_h,
+                value, index = _window_first_argmax(image, p * stride_h - pad_h,
                                                     q * stride_w - pad_w, kernel_h, kernel_w)
                 out[n, c, p, q] = value
                 argmax[n, c, p, q] = index
