@@ -1,0 +1,241 @@
+"""``Trainer``: epochs of SGD over mini-batches, evaluation, metrics and checkpoints.
+
+    trainer = Trainer(TrainConfig(model="se_resnet20", epochs=10), run_dir="runs/se20")
+    history = trainer.fit()                 # list of per-epoch metric dicts
+
+One training step is the whole of backpropagation, written out:
+
+    logits = model(x)                        # forward, every layer caches what it needs
+    loss = loss_fn(logits, labels)           # mean softmax cross-entropy
+    model.zero_grad()
+    model.backward(loss_fn.backward())       # dL/dlogits flows back, filling p.grad
+    optimizer.step()                         # p -= lr · (momentum-filtered) gradient
+
+After every epoch the trainer evaluates on the test split, appends a line to
+``RUN_DIR/metrics.jsonl`` and writes ``RUN_DIR/checkpoint.npz``. If the loss
+becomes NaN or infinite the run stops with ``TrainingDiverged``; the
+checkpoint of the last completed epoch is left untouched.
+"""
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from ..data.loader import BatchLoader
+from ..data.registry import load_dataset
+from ..kernels.backend import use_backend
+from ..nn.loss import CrossEntropyLoss
+from ..optim.groups import param_groups
+from ..optim.schedules import make_schedule
+from ..optim.sgd import SGD
+from .checkpoint import (generator_from_json, generator_state_to_json, load_checkpoint,
+                         save_checkpoint)
+from .config import TrainConfig
+
+CHECKPOINT_NAME = "checkpoint.npz"
+METRICS_NAME = "metrics.jsonl"
+
+
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+def build_model(config, dataset):
+    """The model named in ``config``, sized for ``dataset`` (channels and classes)."""
+    from .. import models
+    options = dict(in_channels=dataset.image_shape[0], num_classes=dataset.num_classes,
+                   dtype=np.dtype(config.dtype).type, seed=config.seed)
+    if config.reduction is not None:
+        options["reduction"] = config.reduction
+    return models.create(config.model, **options)
+
+
+def evaluate(model, images, labels, mean, std, batch_size=256, dtype=np.float32):
+    """Mean cross-entropy and accuracy of ``model`` (in eval mode) on uint8 images.
+
+    Returns ``(loss, accuracy)`` as floats. BatchNorm uses its running
+    statistics, so the result does not depend on the batch size.
+    """
+    was_training = model.training
+    model.eval()
+    loss_fn = CrossEntropyLoss()
+    total_loss, correct = 0.0, 0
+    for x, y in BatchLoader(images, labels, batch_size, mean, std, dtype=dtype):
+        logits = model(x)
+        if not np.all(np.isfinite(logits)):
+            model.train(was_training)
+            raise TrainingDiverged("the model outputs non-finite logits (NaN or inf weights)")
+        total_loss += float(loss_fn(logits, y)) * len(y)
+        correct += int(np.sum(logits.argmax(axis=1) == y))
+    model.train(was_training)
+    count = max(1, len(labels))
+    return total_loss / count, correct / count
+
+
+def _progress(iterable, total, description, quiet):
+    """A tqdm bar on an interactive terminal; the plain iterable otherwise."""
+    if quiet or not sys.stderr.isatty():
+        return iterable
+    from tqdm import tqdm
+    return tqdm(iterable, total=total, desc=description, leave=False, dynamic_ncols=True)
+
+
+class Trainer:
+    """Train ``config.model`` on ``config.data``, writing metrics and checkpoints to ``run_dir``.
+
+    Args:
+        config: a ``TrainConfig``.
+        run_dir: directory for ``checkpoint.npz``, ``metrics.jsonl`` and ``config.json``.
+        quiet: no progress bar and no per-epoch lines.
+        dataset: an ``ImageDataset`` to use instead of loading ``config.data``
+            (the demo shares one data set between two runs).
+        log: where per-epoch lines go (a function taking a string).
+    """
+
+    def __init__(self, config, run_dir, quiet=False, dataset=None, log=print):
+        self.config, self.run_dir, self.quiet = config, run_dir, quiet
+        self.log = (lambda message: None) if quiet else log
+        use_backend(config.backend)
+        dataset = dataset if dataset is not None else load_dataset(config.data)
+        if config.train_limit is not None or config.test_limit is not None:
+            dataset = dataset.subset(config.train_limit, config.test_limit)
+        self.dataset = dataset
+        self.mean, self.std = dataset.channel_mean_std()
+        self.dtype = np.dtype(config.dtype).type
+        self.model = build_model(config, dataset)
+        groups = (param_groups(self.model, config.weight_decay, config.no_decay_bn_bias)
+                  if config.no_decay_bn_bias else self.model.parameters())
+        self.optimizer = SGD(groups, lr=config.lr, momentum=config.momentum,
+                             nesterov=config.nesterov, weight_decay=config.weight_decay)
+        self.loss_fn = CrossEntropyLoss()
+        # one stream of randomness for the data order and augmentation; the model's
+        # initialisation uses config.seed separately (inside the model builder)
+        self.rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
+        augment = config.augment if config.augment is not None else dataset.name.startswith("cifar")
+        self.train_loader = BatchLoader(dataset.train_images, dataset.train_labels,
+                                        config.batch_size, self.mean, self.std, shuffle=True,
+                                        augment=augment, rng=self.rng, dtype=self.dtype)
+        steps_per_epoch = len(self.train_loader)
+        per_iteration = config.schedule_unit == "iteration"
+        total = config.epochs * (steps_per_epoch if per_iteration else 1)
+        # warm-up and schedule both count in schedule_unit (iterations or epochs)
+        self.schedule = make_schedule(config.schedule, max(1, total), warmup_steps=config.warmup)
+        self.epoch = 0              # epochs completed
+        self.history = []           # one metrics dict per completed epoch
+
+    # ------------------------------------------------------------------ paths
+    @property
+    def checkpoint_path(self):
+        return os.path.join(self.run_dir, CHECKPOINT_NAME)
+
+    @property
+    def metrics_path(self):
+        return os.path.join(self.run_dir, METRICS_NAME)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save(self):
+        """Write the state after ``self.epoch`` completed epochs (atomically)."""
+        meta = {"epoch": self.epoch, "config": self.config.to_dict(),
+                "rng_state": generator_state_to_json(self.rng), "history": self.history,
+                "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist()},
+                "dataset": {"name": self.dataset.name, "class_names": list(self.dataset.class_names)}}
+        save_checkpoint(self.checkpoint_path, self.model.state_dict(),
+                        self.optimizer.state_dict(), meta)
+
+    def restore(self, path=None):
+        """Continue from a checkpoint (default: this run's): model, optimiser, RNG, epoch."""
+        model_state, optimizer_state, meta = load_checkpoint(path or self.checkpoint_path)
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        restored = generator_from_json(meta["rng_state"])
+        # the loader holds a reference to self.rng: copy the state in rather than rebind
+        self.rng.bit_generator.state = restored.bit_generator.state
+        self.epoch = int(meta["epoch"])
+        self.history = list(meta["history"])
+        return meta
+
+    def _write_metrics(self):
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(self.metrics_path, "w") as handle:
+            for row in self.history:
+                handle.write(json.dumps(row) + "\n")
+
+    # ------------------------------------------------------------------ training
+    def _set_learning_rate(self, iteration):
+        unit_step = iteration if self.config.schedule_unit == "iteration" else self.epoch
+        self.optimizer.set_lr(self.schedule.factor(unit_step))
+
+    def _diverged(self, loss, batch_index):
+        raise TrainingDiverged(
+            f"training loss became {loss} at epoch {self.epoch + 1}, batch {batch_index + 1} "
+            f"(lr={self.optimizer.param_groups[0]['lr']:g}); stopping. The last good checkpoint "
+            f"(epoch {self.epoch}) is kept at {self.checkpoint_path}. "
+            "Try a smaller --lr or a warm-up.")
+
+    def train_one_epoch(self):
+        """One pass over the training set; returns (mean loss, accuracy)."""
+        self.model.train()
+        steps = len(self.train_loader)
+        total_loss, correct, seen = 0.0, 0, 0
+        batches = _progress(self.train_loader, steps, f"epoch {self.epoch + 1}", self.quiet)
+        for batch_index, (x, y) in enumerate(batches):
+            self._set_learning_rate(self.epoch * steps + batch_index)
+            logits = self.model(x)
+            # the loss refuses non-finite logits, so check them first: either way it
+            # is the same event (the weights blew up) and gets the same clear stop
+            if not np.all(np.isfinite(logits)):
+                self._diverged("nan (non-finite logits)", batch_index)
+            loss = float(self.loss_fn(logits, y))
+            if not np.isfinite(loss):
+                self._diverged(loss, batch_index)
+            self.model.zero_grad()
+            self.model.backward(self.loss_fn.backward())
+            self.optimizer.step()
+            total_loss += loss * len(y)
+            correct += int(np.sum(logits.argmax(axis=1) == y))
+            seen += len(y)
+            if hasattr(batches, "set_postfix"):
+                batches.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        return total_loss / max(1, seen), correct / max(1, seen)
+
+    def fit(self, stop_after=None):
+        """Train until ``config.epochs`` epochs are complete; returns the history.
+
+        ``stop_after`` ends early after that many epochs (as an interruption
+        would): the schedule still follows ``config.epochs``, so resuming later
+        continues the very same run.
+        """
+        last_epoch = self.config.epochs if stop_after is None else min(stop_after,
+                                                                        self.config.epochs)
+        use_backend(self.config.backend)
+        os.makedirs(self.run_dir, exist_ok=True)
+        with open(os.path.join(self.run_dir, "config.json"), "w") as handle:
+            json.dump(self.config.to_dict(), handle, indent=2)
+        if self.epoch == 0 and not os.path.exists(self.checkpoint_path):
+            self.save()        # a good state to fall back to even if epoch 1 diverges
+        while self.epoch < last_epoch:
+            start = time.perf_counter()
+            train_loss, train_accuracy = self.train_one_epoch()
+            lr = self.optimizer.param_groups[0]["lr"]
+            # the last step can leave NaN/inf weights behind a finite loss; such a state
+            # must never overwrite the last good checkpoint
+            if not all(np.all(np.isfinite(p.data)) for p in self.model.parameters()):
+                self._diverged("nan (non-finite weights after the last step)",
+                               len(self.train_loader) - 1)
+            test_loss, test_accuracy = evaluate(self.model, self.dataset.test_images,
+                                                self.dataset.test_labels, self.mean, self.std,
+                                                dtype=self.dtype)
+            self.epoch += 1
+            row = {"epoch": self.epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+                   "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lr,
+                   "seconds": time.perf_counter() - start}
+            self.history.append(row)
+            self.save()
+            self._write_metrics()
+            self.log(f"epoch {self.epoch:3d}/{self.config.epochs}  "
+                     f"train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
+                     f"test loss {test_loss:.4f} acc {test_accuracy:.4f}  "
+                     f"lr {lr:.4g}  {row['seconds']:.1f}s")
+        return self.history
