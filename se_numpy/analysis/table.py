@@ -88,28 +88,39 @@ def measure_row(row, input_size=224):
 
 
 def _cell(ours, paper, digits):
+    """'ours  paper  diff' with a fixed width; '-' where the paper gives no figure."""
     if paper is None:
-        return f"{ours:>9.{digits}f} {'-':>7} {'':>7}"
-    return f"{ours:>9.{digits}f} {paper:>7.{digits}f} {100 * (ours - paper) / paper:>+6.2f}%"
+        return f"{ours:>8.{digits}f} {'-':>7} {'':>7}"
+    return f"{ours:>8.{digits}f} {paper:>7.{digits}f} {100 * (ours - paper) / paper:>+6.2f}%"
 
 
 def format_table(measurements):
-    """Plain-text table: ours, paper, relative difference, for params (M) and GFLOPs."""
-    header = (f"{'model':<18} | {'params (M) ours  paper   diff':^26} | "
-              f"{'SE params (M) ours paper diff':^26} | {'GFLOPs ours  paper   diff':^26} | "
-              f"{'SE GFLOPs ours paper diff':^26}")
-    lines = [header, "-" * len(header)]
+    """Plain-text table: ours, the paper's figure and the relative difference, per cell."""
+    cell_width = 24
+    groups = ["params (M), plain", "params (M), SE", "GFLOPs, plain", "GFLOPs, SE"]
+    header1 = f"{'':<18}" + "".join(f" | {group:^{cell_width}}" for group in groups)
+    header2 = f"{'model':<18}" + f" | {'ours':>8} {'paper':>7} {'diff':>7}" * 4
+    lines = [header1, header2, "-" * len(header2)]
+    notes = []
     for m in measurements:
         row = m.row
-        lines.append(f"{row.label:<18} | {_cell(m.params_plain, row.params_plain, 2)} | "
-                     f"{_cell(m.params_se, row.params_se, 2)} | "
-                     f"{_cell(m.gflops_plain, row.gflops_plain, 3)} | "
-                     f"{_cell(m.gflops_se, row.gflops_se, 3)}")
+        cells = [(m.params_plain, row.params_plain, 2), (m.params_se, row.params_se, 2),
+                 (m.gflops_plain, row.gflops_plain, 3), (m.gflops_se, row.gflops_se, 3)]
+        lines.append(f"{row.label:<18}" + "".join(f" | {_cell(*cell)}" for cell in cells))
+        for (ours, paper, _), group in zip(cells, groups):
+            limit = 0.005 if group.startswith("params") else 0.01
+            if paper is not None and abs(ours - paper) > limit * paper \
+                    and agrees_at_printed_precision(ours, paper):
+                notes.append(f"{row.label} {group}: {ours:.3f} differs by more than "
+                             f"{100 * limit:g}% from the printed {paper:g} but rounds to it "
+                             "(the paper prints fewer digits)")
     lines.append("")
-    lines.append("paper: Hu et al., Squeeze-and-Excitation Networks (arXiv 1709.01507); sources: "
-                 + "; ".join(f"{m.row.label}: {m.row.source}" for m in measurements))
-    lines.append("GFLOPs are multiply-accumulates at 224x224; ResNets with the stride on the "
-                 "first 1x1 conv (Caffe), ResNeXts on the 3x3; r = 16, FC biases on.")
+    lines.extend(notes)
+    lines.append("paper: Hu et al., Squeeze-and-Excitation Networks (arXiv 1709.01507). "
+                 "Sources: " + "; ".join(f"{m.row.label}: {m.row.source}" for m in measurements))
+    lines.append("GFLOPs = multiply-accumulates (conv, FC, SE squeeze and scale) at 224x224; "
+                 "ResNets with the stride on the first 1x1 conv (Caffe), ResNeXts on the 3x3; "
+                 "r = 16; FC biases on.")
     return "\n".join(lines)
 
 

@@ -15,4 +15,5 @@ from .registry import create, describe, names
 from .se_config import SEConfig
 from .vgg import VGG
 
-__all__ = ["create", "names", "describe", "SEConfig", "CifarResNet", "ImageNetResNet", "VGG", "MobileNetV1"]
+__all__ = ["create", "names", "describe", "SEConfig", "CifarResNet", "ImageNetResNet", "VGG",
+           "MobileNetV1"]

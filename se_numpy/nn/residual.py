@@ -76,7 +76,8 @@ class ResidualBlock(ComposedCounting, Module):
             self.se = None
             return
         if not (hasattr(attention, "forward") and hasattr(attention, "backward")):
-            raise TypeError(f"attention: expected an SEBlock or None, got {type(attention).__name__}")
+            raise TypeError(f"attention: expected an SEBlock or None, "
+                            f"got {type(attention).__name__}")
         channels = getattr(attention, "channels", expected_channels)
         if channels != expected_channels:
             raise ValueError(f"attention: placement {placement!r} needs an SE block over "
