@@ -183,11 +183,17 @@ def _load(module, arrays):
 CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases]
 
 
-def run_checks(seed=0):
-    """Run every case; returns a list of row dicts (operation, shape, error, passed, report)."""
+def run_checks(seed=0, only=None):
+    """Run every case (or those whose name contains one of the strings in ``only``).
+
+    Returns a list of row dicts (operation, shape, max_rel_error, passed, report, seconds).
+    """
+    patterns = [p.strip().lower() for p in only] if only else None
     rows = []
     for group in CASE_GROUPS:
         for name, shape, run in group(np.random.default_rng(seed)):
+            if patterns and not any(p in name.lower() for p in patterns):
+                continue
             start = time.perf_counter()
             report = run()
             rows.append({"operation": name, "shape": shape, "passed": bool(report.passed),
@@ -231,7 +237,10 @@ def format_table(rows):
 
 
 def _command(args):
-    rows = run_checks(seed=args.seed)
+    rows = run_checks(seed=args.seed, only=args.only.split(",") if args.only else None)
+    if not rows:
+        print(f"no operation matches --only {args.only!r}")
+        return 2
     print(format_table(rows))
     for row in rows:
         if not row["passed"] or args.verbose:
@@ -244,5 +253,7 @@ def add_commands(subparsers):
         "gradcheck", help="check every differentiable operation against finite differences",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--only", metavar="NAMES",
+                        help="comma-separated parts of operation names to check (default: all)")
     parser.add_argument("--verbose", action="store_true", help="print every report in full")
     parser.set_defaults(func=_command)
