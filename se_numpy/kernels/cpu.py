@@ -282,23 +282,27 @@ def _im2col_planes(x, cols, kernel_h, kernel_w, stride_h, stride_w,
     n_images, channels, height, width = x.shape
     for plane in prange(n_images * channels):
         n, c = plane // channels, plane % channels
+        image, unfolded = x[n, c], cols[n]       # 2-d views, made once per plane
         for a in range(kernel_h):
             for b in range(kernel_w):
                 row = (c * kernel_h + a) * kernel_w + b
                 column_offset = b * dilation_w - pad_w
                 # the q range that reads real pixels is computed once, so the
-                # copy loop below has no branch and vectorises (stride 1)
+                # copy loop below has no padding test per element
                 first, stop = _inside_range(column_offset, stride_w, width, out_w)
                 for p in range(out_h):
                     i = p * stride_h - pad_h + a * dilation_h
                     start = p * out_w
                     if i < 0 or i >= height:
-                        cols[n, row, start:start + out_w] = 0          # a padding row
+                        for q in range(out_w):
+                            unfolded[row, start + q] = 0          # a padding row
                         continue
-                    cols[n, row, start:start + first] = 0              # left padding
+                    for q in range(first):
+                        unfolded[row, start + q] = 0              # left padding
                     for q in range(first, stop):
-                        cols[n, row, start + q] = x[n, c, i, q * stride_w + column_offset]
-                    cols[n, row, start + stop:start + out_w] = 0       # right padding
+                        unfolded[row, start + q] = image[i, q * stride_w + column_offset]
+                    for q in range(stop, out_w):
+                        unfolded[row, start + q] = 0              # right padding
     return cols
 
 
