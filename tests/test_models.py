@@ -48,6 +48,8 @@ def test_reduction_per_stage_must_match_the_stages():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_cifar_models_forward_backward(name, dtype):
     model = sn.models.create(name, num_classes=7, dtype=dtype, seed=1)
+    float_entries = [v for v in model.state_dict().values() if v.dtype.kind == "f"]
+    assert all(v.dtype == dtype for v in float_entries)     # BN buffers included
     x = np.random.default_rng(0).standard_normal((2, 3, 16, 16)).astype(dtype)
     logits = model(x)
     assert logits.shape == (2, 7) and logits.dtype == dtype

@@ -49,7 +49,7 @@ class CifarResNet(Network):
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
         self.conv1 = Conv2d(in_channels, widths[0], 3, padding=1, bias=False, dtype=dtype,
                             rng=rng)
-        self.bn1 = BatchNorm2d(widths[0])
+        self.bn1 = BatchNorm2d(widths[0], dtype=dtype)
         self.relu = ReLU()
         channels = widths[0]
         for stage_index, width in enumerate(widths):
@@ -60,7 +60,7 @@ class CifarResNet(Network):
             setattr(self, f"layer{stage_index + 1}", stage)
         self.avgpool = GlobalAvgPool()
         self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
-        self._finish(dtype)
+        self._finish()
 
 
 def _cifar_builder(model_name, blocks_per_stage, widths, with_se):

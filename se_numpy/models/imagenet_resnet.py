@@ -62,7 +62,7 @@ class ImageNetResNet(Network):
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
         self.conv1 = Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False, dtype=dtype,
                             rng=rng)
-        self.bn1 = BatchNorm2d(64)
+        self.bn1 = BatchNorm2d(64, dtype=dtype)
         self.relu = ReLU()
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
         block_options = {}
@@ -80,7 +80,7 @@ class ImageNetResNet(Network):
             setattr(self, f"layer{stage_index + 1}", stage)
         self.avgpool = GlobalAvgPool()
         self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
-        self._finish(dtype)
+        self._finish()
 
 
 def _imagenet_builder(model_name, architecture, with_se):

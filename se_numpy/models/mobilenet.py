@@ -77,7 +77,7 @@ class MobileNetV1(Network):
         self.features = Sequential(*layers)
         self.avgpool = GlobalAvgPool()
         self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
-        self._finish(dtype)
+        self._finish()
 
 
 def _mobilenet_builder(model_name, with_se):

@@ -16,15 +16,14 @@ from ..nn.residual import projection_shortcut
 class Network(ComposedCounting, Module):
     """Base class of every model in the registry.
 
-    Subclasses assign their children in execution order and call
-    ``self._finish(dtype)`` at the end of ``__init__``.
+    Subclasses assign their children in execution order (every layer built in
+    the model's dtype) and call ``self._finish()`` at the end of ``__init__``.
     """
 
     in_channels = None
 
-    def _finish(self, dtype):
+    def _finish(self):
         self._order = list(self._modules)
-        self.astype(np.dtype(dtype).type)
 
     def forward(self, x):
         check_nchw(x, "x", channels=self.in_channels)

@@ -63,7 +63,7 @@ class VGG(Network):
                                      ReLU(), Identity(),
                                      Linear(4096, 4096, dtype=dtype, rng=rng), ReLU(), Identity(),
                                      Linear(4096, num_classes, dtype=dtype, rng=rng))
-        self._finish(dtype)
+        self._finish()
 
 
 def _vgg_builder(model_name, with_se):

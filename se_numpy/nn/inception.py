@@ -74,7 +74,6 @@ class InceptionModule(ComposedCounting, Module):
             raise ValueError(f"attention: expected an SE block over {self.out_channels} "
                              f"channels, got one over {attention.channels}")
         self.se = attention
-        self.astype(np.dtype(dtype).type)
 
     def forward(self, x):
         check_nchw(x, "x", channels=self.in_channels)

@@ -55,7 +55,7 @@ def projection_shortcut(in_channels, out_channels, stride, dtype=np.float32, rng
     """The shortcut used when the shape changes (He et al.'s option B): 1x1 conv + BN."""
     return Sequential(Conv2d(in_channels, out_channels, 1, stride=stride, bias=False,
                              dtype=dtype, rng=rng),
-                      BatchNorm2d(out_channels))
+                      BatchNorm2d(out_channels, dtype=dtype))
 
 
 class ResidualBlock(ComposedCounting, Module):
@@ -203,13 +203,12 @@ class BasicBlock(ResidualBlock):
         self.in_channels, self.out_channels, self.stride = in_channels, planes, stride
         self.conv1 = Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False,
                             dtype=dtype, rng=rng)
-        self.bn1 = BatchNorm2d(planes)
+        self.bn1 = BatchNorm2d(planes, dtype=dtype)
         self.conv2 = Conv2d(planes, planes, 3, padding=1, bias=False, dtype=dtype, rng=rng)
-        self.bn2 = BatchNorm2d(planes)
+        self.bn2 = BatchNorm2d(planes, dtype=dtype)
         self._attach_attention(attention, placement,
                                self.attention_channels(in_channels, planes, placement))
         self.downsample = downsample
-        self.astype(dtype)
 
     @classmethod
     def branch_width(cls, planes, groups=1, base_width=64):
@@ -268,16 +267,15 @@ class Bottleneck(ResidualBlock):
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(in_channels, width, 1, stride=stride_1x1, bias=False, dtype=dtype,
                             rng=rng)
-        self.bn1 = BatchNorm2d(width)
+        self.bn1 = BatchNorm2d(width, dtype=dtype)
         self.conv2 = Conv2d(width, width, 3, stride=stride_3x3, padding=1, groups=groups,
                             bias=False, dtype=dtype, rng=rng)
-        self.bn2 = BatchNorm2d(width)
+        self.bn2 = BatchNorm2d(width, dtype=dtype)
         self.conv3 = Conv2d(width, planes * 4, 1, bias=False, dtype=dtype, rng=rng)
-        self.bn3 = BatchNorm2d(planes * 4)
+        self.bn3 = BatchNorm2d(planes * 4, dtype=dtype)
         self._attach_attention(attention, placement, self.attention_channels(
             in_channels, planes, placement, groups, base_width))
         self.downsample = downsample
-        self.astype(dtype)
 
     @classmethod
     def branch_width(cls, planes, groups=1, base_width=64):

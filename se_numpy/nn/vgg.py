@@ -50,4 +50,3 @@ class VGGStage(Sequential):
                                  f"got one over {channels}")
             layers.append(attention)
         super().__init__(*layers)
-        self.astype(np.dtype(dtype).type)
