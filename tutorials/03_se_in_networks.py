@@ -155,7 +155,8 @@ rng = np.random.default_rng(0)
 small = rng.standard_normal((2, 4, 4, 4))
 for placement in PLACEMENTS:
     channels = sn.nn.BasicBlock.attention_channels(4, 4, placement)
-    block = sn.nn.BasicBlock(4, 4, attention=sn.nn.SEBlock(channels, reduction=2, rng=0),
+    se = sn.nn.SEBlock(channels, reduction=2, dtype=np.float64, rng=0)
+    block = sn.nn.BasicBlock(4, 4, attention=se,
                              placement=placement, dtype=np.float64, rng=0)
     report = check_module(block, small)
     parameters = sum(p.size for p in block.parameters())

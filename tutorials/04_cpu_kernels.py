@@ -305,8 +305,10 @@ axis.set_xscale("log")
 axis.set_xlim(right=COPY_GBPS * 4)
 axis.set_yticks(positions, labels, fontsize=8)
 axis.set_xlabel("achieved bandwidth: minimum bytes the operation must move / time  (GB/s, log)")
+busy = f"  [machine busy: load {load:.1f} on {os.cpu_count()} CPUs]" \
+    if load > (os.cpu_count() or 1) * 0.5 else ""
 axis.set_title("Squeeze (blue) and scale + residual add (orange) against the copy bandwidth:\n"
-               "compiled + re-associated + parallel + fused approach the memory limit",
+               "compiled + re-associated + parallel + fused approach the memory limit" + busy,
                fontsize=10)
 axis.legend(fontsize=8, loc="lower right")
 fig.tight_layout()
@@ -386,6 +388,9 @@ speed_axis.set_title("Speed: green = vectorised (SIMD adds in the LLVM IR)", fon
 speed_axis.set_xlim(right=max(speed) * 1.3)
 error_axis.barh(positions, [max(variants[name]["relative error"], 1e-17) for name in names],
                 color=colours)
+for position, name in zip(positions, names):
+    if variants[name]["relative error"] == 0:
+        error_axis.text(2e-17, position, " 0: exact to the last bit", va="center", fontsize=8)
 error_axis.set_xscale("log")
 error_axis.set_yticks(positions, [""] * len(names))
 error_axis.set_xlabel("relative error of the sum of 262144 numbers (log)")
