@@ -87,7 +87,7 @@ def write_chart(result, path):
         axis.legend(fontsize=9)
     figure.suptitle("SE kernels are memory-bound: how close does each backend get to the copy "
                     f"bandwidth ({result['memory']['copy_GBps']:.1f} GB/s, dashed line)?\n"
-                    "Higher is better; bars above 1 mean the arrays fit in cache.", fontsize=11)
+                    "Higher is better. Above 1: the data fit in cache, or the kernel only reads (a copy also writes).", fontsize=11)
     figure.tight_layout()
     _atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
