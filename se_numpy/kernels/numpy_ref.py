@@ -132,7 +132,7 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
             rows = slice(a * dh, a * dh + sh * (oh - 1) + 1, sh)
             columns = slice(b * dw, b * dw + sw * (ow - 1) + 1, sw)
             dx_pad[:, :, rows, columns] += cols[:, :, a, b]
-    return dx_pad[:, :, ph:ph + h, pw:pw + w]
+    return np.ascontiguousarray(dx_pad[:, :, ph:ph + h, pw:pw + w])
 
 
 # --------------------------------------------------------------------------- pooling
@@ -149,7 +149,9 @@ def _pool_windows(x, kernel, stride, padding, fill):
 
 def max_pool2d_forward(x, kernel, stride, padding):
     """out[n,c,p,q] = max over the window; argmax (int64) is the flat input index h·W + w
-    of the first maximum in the window (padding never wins: it is -inf)."""
+    of the first maximum in the window. Padding is -inf, so it never wins against a
+    real value (only a window whose real cells are all -inf could point at padding;
+    padding <= kernel/2, as PyTorch requires, keeps a real cell in every window)."""
     windows = _pool_windows(x, kernel, stride, padding, -np.inf)
     which = windows.argmax(axis=4)                                   # index inside the window
     out = np.take_along_axis(windows, which[..., None], axis=4)[..., 0]
