@@ -3,7 +3,6 @@ import argparse
 import json
 
 import numpy as np
-import pytest
 
 from se_numpy.train.checkpoint import load_checkpoint
 from se_numpy.train.cli import add_commands

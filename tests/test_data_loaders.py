@@ -11,8 +11,8 @@ import struct
 import numpy as np
 import pytest
 
-from se_numpy.data import (load_cifar10, load_cifar100, load_dataset, load_fashion_mnist,
-                           load_mnist, read_cifar_batch)
+from se_numpy.data import (load_cifar10, load_dataset, load_fashion_mnist, load_mnist,
+                           read_cifar_batch)
 
 
 # ----------------------------------------------------------------------------- CIFAR

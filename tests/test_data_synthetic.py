@@ -10,7 +10,8 @@ SMALL = SyntheticConfig(train_size=300, test_size=100)
 
 
 def test_synthetic_is_deterministic_and_seed_dependent():
-    first, again, other = make_synthetic(3, SMALL), make_synthetic(3, SMALL), make_synthetic(4, SMALL)
+    first, again = make_synthetic(3, SMALL), make_synthetic(3, SMALL)
+    other = make_synthetic(4, SMALL)
     np.testing.assert_array_equal(first.train_images, again.train_images)
     np.testing.assert_array_equal(first.test_labels, again.test_labels)
     assert not np.array_equal(first.train_images, other.train_images)

@@ -38,7 +38,7 @@ def _numpy_reconstruct():
 
 
 class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that can rebuild dicts, lists, bytes, str, ints and numpy arrays, and nothing else.
+    """An unpickler that rebuilds dicts, lists, bytes, str, ints and numpy arrays, nothing else.
 
     The CIFAR batches reference exactly three globals, all needed to rebuild a
     numpy array pickled with protocol 2: ``numpy.core.multiarray._reconstruct``
@@ -66,7 +66,7 @@ class SafeUnpickler(pickle.Unpickler):
 
 
 def safe_load_pickle(path):
-    """Unpickle ``path`` with ``SafeUnpickler``; any failure becomes a ``ValueError`` naming the file."""
+    """Unpickle ``path`` with ``SafeUnpickler``; a failure is a ``ValueError`` naming the file."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CIFAR file not found: {path}")
     try:
@@ -129,7 +129,7 @@ def _check_directory(directory, what):
 
 
 def load_cifar10(directory):
-    """CIFAR-10 from ``directory`` holding data_batch_1..5 and test_batch (50 000 / 10 000 images)."""
+    """CIFAR-10 from ``directory``: data_batch_1..5 and test_batch (50 000 / 10 000 images)."""
     _check_directory(directory, "CIFAR-10")
     train = _read_files(directory, [f"data_batch_{i}" for i in range(1, 6)], "labels", 10)
     test = _read_files(directory, ["test_batch"], "labels", 10)
@@ -137,7 +137,7 @@ def load_cifar10(directory):
 
 
 def load_cifar100(directory):
-    """CIFAR-100 (fine labels, 100 classes) from ``directory`` holding train, test and optional meta."""
+    """CIFAR-100 (fine labels, 100 classes) from ``directory``: train, test, optional meta."""
     _check_directory(directory, "CIFAR-100")
     train = _read_files(directory, ["train"], "fine_labels", 100)
     test = _read_files(directory, ["test"], "fine_labels", 100)

@@ -39,7 +39,8 @@ class ImageDataset:
                 raise ValueError(f"{self.name}: {split}_images must be a uint8 array of shape "
                                  f"(N, C, H, W), got {getattr(images, 'dtype', type(images))} "
                                  f"with shape {getattr(images, 'shape', None)}")
-            if not isinstance(labels, np.ndarray) or labels.ndim != 1 or labels.dtype.kind not in "iu":
+            if not isinstance(labels, np.ndarray) or labels.ndim != 1 \
+                    or labels.dtype.kind not in "iu":
                 raise ValueError(f"{self.name}: {split}_labels must be a 1-d integer array, "
                                  f"got {getattr(labels, 'dtype', type(labels))} "
                                  f"with shape {getattr(labels, 'shape', None)}")

@@ -1,4 +1,4 @@
-"""The embedded data set: "which channel speaks?" — textures whose meaning depends on channel context.
+"""The embedded data set, "which channel speaks?": textures whose meaning depends on channel context.
 
 Built procedurally from a seed in about a second, nothing downloaded. It is
 designed so that the thing an SE block computes (paper Sec. 3: squeeze each

@@ -76,7 +76,8 @@ class CosineSchedule:
 
     def factor(self, t):
         progress = min(max(t, 0), self.total_steps) / self.total_steps
-        return self.min_factor + (1.0 - self.min_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.min_factor + (1.0 - self.min_factor) * cosine
 
     def __repr__(self):
         return f"CosineSchedule(total_steps={self.total_steps}, min_factor={self.min_factor})"

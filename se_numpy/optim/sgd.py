@@ -50,7 +50,8 @@ class SGD:
             filled = {**defaults, **group, "params": list(group["params"])}
             for parameter in filled["params"]:
                 if not isinstance(parameter, Parameter):
-                    raise TypeError(f"SGD: expected Parameter objects, got {type(parameter).__name__}")
+                    raise TypeError(f"SGD: expected Parameter objects, "
+                                    f"got {type(parameter).__name__}")
             _check_hyperparameters(filled)
             # the learning rate the schedules scale (lr = initial_lr · factor(step))
             filled.setdefault("initial_lr", filled["lr"])

@@ -32,7 +32,6 @@ from ..optim.schedules import make_schedule
 from ..optim.sgd import SGD
 from .checkpoint import (generator_from_json, generator_state_to_json, load_checkpoint,
                          save_checkpoint)
-from .config import TrainConfig
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
@@ -140,7 +139,8 @@ class Trainer:
         meta = {"epoch": self.epoch, "config": self.config.to_dict(),
                 "rng_state": generator_state_to_json(self.rng), "history": self.history,
                 "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist()},
-                "dataset": {"name": self.dataset.name, "class_names": list(self.dataset.class_names)}}
+                "dataset": {"name": self.dataset.name,
+                            "class_names": list(self.dataset.class_names)}}
         save_checkpoint(self.checkpoint_path, self.model.state_dict(),
                         self.optimizer.state_dict(), meta)
 
@@ -224,9 +224,12 @@ class Trainer:
             if not all(np.all(np.isfinite(p.data)) for p in self.model.parameters()):
                 self._diverged("nan (non-finite weights after the last step)",
                                len(self.train_loader) - 1)
-            test_loss, test_accuracy = evaluate(self.model, self.dataset.test_images,
-                                                self.dataset.test_labels, self.mean, self.std,
-                                                dtype=self.dtype)
+            try:
+                test_loss, test_accuracy = evaluate(self.model, self.dataset.test_images,
+                                                    self.dataset.test_labels, self.mean,
+                                                    self.std, dtype=self.dtype)
+            except TrainingDiverged:
+                self._diverged("nan (non-finite test logits)", len(self.train_loader) - 1)
             self.epoch += 1
             row = {"epoch": self.epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
                    "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lr,
