@@ -12,25 +12,12 @@ from hypothesis import strategies as st
 from se_numpy.functional.conv import conv2d_backward, conv2d_forward
 from se_numpy.gradcheck import check_module
 from se_numpy.nn.conv import Conv2d
+from finite_differences import numerical_vjp
 
 # Central differences in float64 with step 1e-6: truncation error ~ step² · |f'''| ~ 1e-12 and
 # rounding error ~ 1e-16 · |f| / step ~ 1e-9 for the O(10) values used here, so 1e-6 (relative
 # and absolute) is far above the noise and far below any real error (which is O(0.1)).
-STEP, TOLERANCE = 1e-6, 1e-6
-
-
-def numerical_vjp(function, array, dout):
-    """d/d(array) of Σ dout · function(), by central differences (array is perturbed in place)."""
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        original = array[index]
-        array[index] = original + STEP
-        plus = np.sum(dout * function())
-        array[index] = original - STEP
-        minus = np.sum(dout * function())
-        array[index] = original
-        gradient[index] = (plus - minus) / (2 * STEP)
-    return gradient
+TOLERANCE = 1e-6   # with finite_differences.STEP = 1e-6
 
 
 def loop_conv2d(x, weight, bias, stride, padding, dilation, groups):

@@ -13,24 +13,11 @@ from se_numpy.functional.norm import (batch_norm2d_backward, batch_norm2d_forwar
                                       update_running_stats)
 from se_numpy.gradcheck import check_module
 from se_numpy.nn.norm import BatchNorm2d
+from finite_differences import numerical_vjp
 
 # Central differences in float64, step 1e-6: truncation ~1e-12, rounding ~1e-16·|f|/step ~1e-9
 # for the O(10) sums here; 1e-6 sits between that noise and any real error (O(0.1)).
-STEP, TOLERANCE = 1e-6, 1e-6
-
-
-def numerical_vjp(function, array, dout):
-    """d/d(array) of Σ dout · function(), by central differences (array is perturbed in place)."""
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        original = array[index]
-        array[index] = original + STEP
-        plus = np.sum(dout * function())
-        array[index] = original - STEP
-        minus = np.sum(dout * function())
-        array[index] = original
-        gradient[index] = (plus - minus) / (2 * STEP)
-    return gradient
+TOLERANCE = 1e-6   # with finite_differences.STEP = 1e-6
 
 
 def column(*values):

@@ -15,24 +15,11 @@ from se_numpy.functional.pool import (avg_pool2d_backward, avg_pool2d_forward,
                                       max_pool2d_backward, max_pool2d_forward)
 from se_numpy.gradcheck import check_module
 from se_numpy.nn.pool import AvgPool2d, GlobalAvgPool, MaxPool2d
+from finite_differences import numerical_vjp
 
 # Central differences in float64, step 1e-6: pooling is piecewise linear, so the truncation error
 # is 0 away from ties and only rounding (~1e-16·|f|/step ~ 1e-9) remains; 1e-6 is well above it.
-STEP, TOLERANCE = 1e-6, 1e-6
-
-
-def numerical_vjp(function, array, dout):
-    """d/d(array) of Σ dout · function(), by central differences (array is perturbed in place)."""
-    gradient = np.zeros_like(array)
-    for index in np.ndindex(array.shape):
-        original = array[index]
-        array[index] = original + STEP
-        plus = np.sum(dout * function())
-        array[index] = original - STEP
-        minus = np.sum(dout * function())
-        array[index] = original
-        gradient[index] = (plus - minus) / (2 * STEP)
-    return gradient
+TOLERANCE = 1e-6   # with finite_differences.STEP = 1e-6
 
 
 def distinct_values(shape, rng):
