@@ -236,6 +236,15 @@ def main(argv=None):
             backward = breakdown.get(name + ".backward", 0.0) * 1000
             print(f"    {name[len(prefix):]:<16}{forward:9.1f} /{backward:9.1f}")
 
+    for method in ("forward", "backward"):
+        children = sum(v for k, v in breakdown.items() if k.startswith("child:")
+                       and k.endswith(method))
+        kinds = sum(v for k, v in breakdown.items() if k.startswith("kind:") and k.endswith(method))
+        breakdown[f"unattributed.{method}"] = children - kinds
+    print(f"    {'rest':<16}{breakdown['unattributed.forward'] * 1000:9.1f} /"
+          f"{breakdown['unattributed.backward'] * 1000:9.1f}   (SE gating inside blocks, "
+          "residual additions, block glue)")
+
     if args.torch_python:
         import tempfile
         with tempfile.TemporaryDirectory() as directory:

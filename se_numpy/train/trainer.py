@@ -213,7 +213,7 @@ class Trainer:
         os.makedirs(self.run_dir, exist_ok=True)
         with open(os.path.join(self.run_dir, "config.json"), "w") as handle:
             json.dump(self.config.to_dict(), handle, indent=2)
-        if self.epoch == 0 and not os.path.exists(self.checkpoint_path):
+        if self.epoch == 0:
             self.save()        # a good state to fall back to even if epoch 1 diverges
         while self.epoch < last_epoch:
             start = time.perf_counter()
