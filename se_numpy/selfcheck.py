@@ -237,7 +237,9 @@ def format_table(rows):
 
 
 def _command(args):
-    rows = run_checks(seed=args.seed, only=args.only.split(",") if args.only else None)
+    from .kernels.backend import use_backend
+    with use_backend(args.backend):
+        rows = run_checks(seed=args.seed, only=args.only.split(",") if args.only else None)
     if not rows:
         print(f"no operation matches --only {args.only!r}")
         return 2
@@ -253,6 +255,8 @@ def add_commands(subparsers):
         "gradcheck", help="check every differentiable operation against finite differences",
         description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    parser.add_argument("--backend", default="numpy", choices=("numpy", "numba", "cuda"),
+                        help="kernel backend the operations run on (default numpy)")
     parser.add_argument("--only", metavar="NAMES",
                         help="comma-separated parts of operation names to check (default: all)")
     parser.add_argument("--verbose", action="store_true", help="print every report in full")
