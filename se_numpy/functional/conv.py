@@ -75,30 +75,15 @@ def conv2d_output_shape(input_shape, weight_shape, stride=1, padding=0, dilation
     return (n, out_channels, out_height, out_width)
 
 
-def _batch_side_by_side(rows_per_sample, groups):
-    """(N, g·R, L) -> (g, R, N·L): split the rows into groups, put the samples' columns side by side.
-
-    im2col orders rows channel-major (c, a, b), so group γ's rows are one
-    contiguous block; the transpose copies once so each group is one matrix.
-    """
-    n, rows, locations = rows_per_sample.shape
-    by_group = rows_per_sample.reshape(n, groups, rows // groups, locations)
-    return by_group.transpose(1, 2, 0, 3).reshape(groups, rows // groups, n * locations)
-
-
-def _back_to_batch(side_by_side, n):
-    """(g, R, N·L) -> (N, g·R, L): the inverse of ``_batch_side_by_side``."""
-    groups, rows, total = side_by_side.shape
-    by_sample = side_by_side.reshape(groups, rows, n, total // n).transpose(2, 0, 1, 3)
-    return by_sample.reshape(n, groups * rows, total // n)
-
-
 class Conv2dCache(NamedTuple):
-    """What ``conv2d_backward`` needs from the forward pass."""
-    cols_by_group: np.ndarray      # (g, C/g·kh·kw, N·OH·OW), the unfolded input
+    """What ``conv2d_backward`` needs from the forward pass.
+
+    The input itself, not its im2col columns: the columns are kh·kw times
+    larger (9× for a 3×3 kernel), and the backward pass unfolds them again.
+    """
+    x: np.ndarray                  # (N, C, H, W)
     weight: np.ndarray             # (O, C/g, kh, kw)
     has_bias: bool
-    x_shape: tuple
     stride: tuple
     padding: tuple
     dilation: tuple
@@ -136,19 +121,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     stride = as_pair(stride, "stride", 1)
     padding = as_pair(padding, "padding", 0)
     dilation = as_pair(dilation, "dilation", 1)
-    n, out_channels, out_height, out_width = conv2d_output_shape(
-        x.shape, weight.shape, stride, padding, dilation)
-    kernel = weight.shape[2:]
+    conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)   # rejects empty outputs
 
-    cols = backend.current().im2col(x, kernel, stride, padding, dilation)   # (N, C·kh·kw, L)
-    cols_by_group = _batch_side_by_side(cols, groups)                   # (g, C/g·kh·kw, N·L)
-    weight_by_group = weight.reshape(groups, out_channels // groups, -1)  # (g, O/g, C/g·kh·kw)
-    out = _back_to_batch(weight_by_group @ cols_by_group, n)            # (N, O, L)
-    out = out.reshape(n, out_channels, out_height, out_width)
+    # im2col + matrix product (module docstring), computed by the active backend
+    out = backend.current().conv2d_forward(x, weight, stride, padding, dilation, int(groups))
     if bias is not None:
         out = out + bias[None, :, None, None]
-    cache = Conv2dCache(cols_by_group, weight, bias is not None, x.shape, stride, padding, dilation,
-                        int(groups))
+    cache = Conv2dCache(x, weight, bias is not None, stride, padding, dilation, int(groups))
     return out, cache
 
 
@@ -157,21 +136,15 @@ def conv2d_backward(dout, cache):
 
     dout (N, O, OH, OW) -> dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,).
     """
-    cols_by_group, weight, has_bias, x_shape, stride, padding, dilation, groups = cache
-    n, out_channels = x_shape[0], weight.shape[0]
-    locations = cols_by_group.shape[2] // n                             # L = OH·OW
+    x, weight, has_bias, stride, padding, dilation, groups = cache
+    expected_shape = conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)
     check_float_array(dout, "dout", ndim=4)
     check_same_dtype(weight, dout, "the forward input", "dout")
-    if dout.shape[:2] != (n, out_channels) or dout.shape[2] * dout.shape[3] != locations:
-        raise ValueError(f"dout: expected shape of the forward output (N={n}, O={out_channels}, "
-                         f"OH·OW={locations}), got {dout.shape}")
+    if dout.shape != expected_shape:
+        raise ValueError(f"dout: expected the shape of the forward output {expected_shape}, "
+                         f"got {dout.shape}")
 
-    dout_by_group = _batch_side_by_side(dout.reshape(n, out_channels, locations), groups)
-    weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
-    # dW_γ = dout_γ @ cols_γᵀ: the product runs over all N·L locations, summing the batch.
-    dweight = (dout_by_group @ cols_by_group.transpose(0, 2, 1)).reshape(weight.shape)
-    # dcols_γ = W_γᵀ @ dout_γ, then scatter-add every column back to the pixels it came from.
-    dcols = _back_to_batch(weight_by_group.transpose(0, 2, 1) @ dout_by_group, n)
-    dx = backend.current().col2im(dcols, x_shape, weight.shape[2:], stride, padding, dilation)
+    dx, dweight = backend.current().conv2d_backward(dout, x, weight, stride, padding, dilation,
+                                                    groups)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias

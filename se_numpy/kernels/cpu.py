@@ -328,6 +328,158 @@ def _col2im_planes(cols, dx, kernel_h, kernel_w, stride_h, stride_w,
                             dx[n, c, i, j] += cols[n, row, p * out_w + q]
     return dx
 
+# ------------------------------------------------------------ convolution, one sample at a time
+# The convolution does not unfold the whole batch (for SE-ResNet-20's first
+# stage that is 128 × 144 × 1024 float32 = 75 MB, written, then read back by
+# the matrix product). Each thread takes every T-th sample, unfolds it into its
+# own small buffer (144 × 1024 float32 = 590 kB, which stays in the core's
+# L2 cache) and multiplies it there with the loops below. One parallel region
+# per call, no BLAS: mixing OpenBLAS's thread pool with Numba's made every
+# call wait on the other pool's spinning threads, by seconds on a busy
+# machine (docs/kernels.md, "Convolution").
+
+@njit(cache=True)
+def _im2col_sample(image_stack, cols, kernel_h, kernel_w, stride_h, stride_w,
+                   pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
+    """One sample's columns: cols[(c·kh + a)·kw + b, p·OW + q] = x_pad[c, p·sh + a·dh, q·sw + b·dw]."""
+    channels, height, width = image_stack.shape
+    for c in range(channels):
+        image = image_stack[c]
+        for a in range(kernel_h):
+            for b in range(kernel_w):
+                row = cols[(c * kernel_h + a) * kernel_w + b]     # 1-d view of one matrix row
+                column_offset = b * dilation_w - pad_w
+                # the q range that reads real pixels is computed once, so the
+                # copy loop has no padding test per element
+                first, stop = _inside_range(column_offset, stride_w, width, out_w)
+                for p in range(out_h):
+                    i = p * stride_h - pad_h + a * dilation_h
+                    start = p * out_w
+                    if i < 0 or i >= height:
+                        row[start:start + out_w] = 0              # a padding row
+                        continue
+                    row[start:start + first] = 0                  # left padding
+                    for q in range(first, stop):
+                        row[start + q] = image[i, q * stride_w + column_offset]
+                    row[start + stop:start + out_w] = 0           # right padding
+
+
+@njit(cache=True)
+def _col2im_sample(cols, image_stack, kernel_h, kernel_w, stride_h, stride_w,
+                   pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
+    """Adjoint of ``_im2col_sample``: each pixel receives the sum of its entries in cols.
+
+    (a, b) outermost, as in numpy_ref.col2im, so every pixel adds its
+    contributions in the same order; entries that came from padding are dropped."""
+    channels, height, width = image_stack.shape
+    image_stack[:, :, :] = 0
+    for c in range(channels):
+        image = image_stack[c]
+        for a in range(kernel_h):
+            for b in range(kernel_w):
+                row = cols[(c * kernel_h + a) * kernel_w + b]
+                column_offset = b * dilation_w - pad_w
+                first, stop = _inside_range(column_offset, stride_w, width, out_w)
+                for p in range(out_h):
+                    i = p * stride_h - pad_h + a * dilation_h
+                    if i < 0 or i >= height:
+                        continue
+                    start = p * out_w
+                    for q in range(first, stop):
+                        image[i, q * stride_w + column_offset] += row[start + q]
+
+
+@njit(fastmath={"contract"}, cache=True)
+def _matmul_into(left, right, out):
+    """out (M, L) = left (M, K) @ right (K, L), as rows: out[i] = Σ_k left[i,k]·right[k].
+
+    Four output rows per pass, so each row of ``right`` is loaded once for four
+    multiply-adds; the inner loop runs along contiguous rows and vectorises."""
+    rows, inner = left.shape
+    out[:, :] = 0
+    i = 0
+    while i + 4 <= rows:
+        out0, out1, out2, out3 = out[i], out[i + 1], out[i + 2], out[i + 3]
+        for k in range(inner):
+            source = right[k]
+            w0, w1, w2, w3 = left[i, k], left[i + 1, k], left[i + 2, k], left[i + 3, k]
+            for j in range(source.shape[0]):
+                value = source[j]
+                out0[j] += w0 * value
+                out1[j] += w1 * value
+                out2[j] += w2 * value
+                out3[j] += w3 * value
+        i += 4
+    for i in range(i, rows):                  # the 0-3 rows left over
+        out_row = out[i]
+        for k in range(inner):
+            source, weight = right[k], left[i, k]
+            for j in range(source.shape[0]):
+                out_row[j] += weight * source[j]
+
+
+@njit(fastmath=_REDUCTION_FLAGS, cache=True)
+def _add_matmul_transposed(left, right, total):
+    """total (M, K) += left (M, L) @ right (K, L)ᵀ: dot products of contiguous rows.
+
+    Each dot is summed in float64 (re-associated, so it vectorises), like
+    ``_row_dot``; ``total`` is float64 too, so dW over the batch loses nothing."""
+    rows, length = left.shape
+    for k in range(right.shape[0]):
+        source = right[k]
+        for i in range(rows):
+            row = left[i]
+            dot = 0.0
+            for j in range(length):
+                dot += np.float64(row[j]) * np.float64(source[j])
+            total[i, k] += dot
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_forward_samples(x, weight_by_group, out, threads, kernel_h, kernel_w,
+                            stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
+                            out_h, out_w):
+    n_images = x.shape[0]
+    groups, filters_per_group, rows_per_group = weight_by_group.shape
+    buffers = np.empty((threads, groups * rows_per_group, out_h * out_w), dtype=x.dtype)
+    for thread in prange(threads):
+        cols = buffers[thread]
+        for n in range(thread, n_images, threads):     # a fixed share: thread, thread + T, ...
+            _im2col_sample(x[n], cols, kernel_h, kernel_w, stride_h, stride_w,
+                           pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
+            for group in range(groups):
+                _matmul_into(weight_by_group[group],
+                             cols[group * rows_per_group:(group + 1) * rows_per_group],
+                             out[n, group * filters_per_group:(group + 1) * filters_per_group])
+    return out
+
+
+@njit(parallel=True, cache=True)
+def _conv2d_backward_samples(dout, x, weight_transposed, dx, dweight_per_thread,
+                             kernel_h, kernel_w, stride_h, stride_w,
+                             pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
+    n_images = x.shape[0]
+    groups, rows_per_group, filters_per_group = weight_transposed.shape
+    threads = dweight_per_thread.shape[0]
+    buffers = np.empty((threads, 2, groups * rows_per_group, out_h * out_w), dtype=x.dtype)
+    for thread in prange(threads):
+        cols, dcols = buffers[thread, 0], buffers[thread, 1]
+        for n in range(thread, n_images, threads):
+            _im2col_sample(x[n], cols, kernel_h, kernel_w, stride_h, stride_w,
+                           pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
+            for group in range(groups):
+                rows = slice(group * rows_per_group, (group + 1) * rows_per_group)
+                filters = slice(group * filters_per_group, (group + 1) * filters_per_group)
+                # dW_γ += dout_γ @ cols_γᵀ (this sample's share of the batch sum)
+                _add_matmul_transposed(dout[n, filters], cols[rows],
+                                       dweight_per_thread[thread, group])
+                # dcols_γ = W_γᵀ @ dout_γ
+                _matmul_into(weight_transposed[group], dout[n, filters], dcols[rows])
+            _col2im_sample(dcols, dx[n], kernel_h, kernel_w, stride_h, stride_w,
+                           pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
+    return dx
+
+
 @njit(cache=True)
 def _window_first_argmax(image, top, left, kernel_h, kernel_w):
     """(value, flat index i·W + j) of the first maximum of one window of one plane.
@@ -533,6 +685,55 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
     dx = np.empty((n, c, h, w), dtype=cols.dtype)
     return _col2im_planes(cols, dx, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow)
 
+
+
+# =========================================================================== convolution
+def _window_arguments(weight, stride, padding, dilation, out_h, out_w):
+    """The trailing (kernel, stride, padding, dilation, output size) arguments of the loops."""
+    return (weight.shape[2], weight.shape[3], stride[0], stride[1], padding[0], padding[1],
+            dilation[0], dilation[1], out_h, out_w)
+
+
+def _output_size(x, weight, stride, padding, dilation):
+    out_h = conv_output_size(x.shape[2], weight.shape[2], stride[0], padding[0], dilation[0])
+    out_w = conv_output_size(x.shape[3], weight.shape[3], stride[1], padding[1], dilation[1])
+    return out_h, out_w
+
+
+def conv2d_forward(x, weight, stride, padding, dilation, groups):
+    """Convolution without bias, numpy_ref.conv2d_forward computed one sample at a time.
+
+    Per sample n: cols = im2col(x[n]) (C·kh·kw, L) in the thread's own buffer,
+    then out[n, group γ's filters] = W_γ @ cols_γ.  -> (N, O, OH, OW)."""
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    n, out_channels = x.shape[0], weight.shape[0]
+    out_h, out_w = _output_size(x, weight, stride, padding, dilation)
+    weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
+    out = np.empty((n, out_channels, out_h * out_w), dtype=x.dtype)
+    _conv2d_forward_samples(x, weight_by_group, out, numba.get_num_threads(),
+                            *_window_arguments(weight, stride, padding, dilation, out_h, out_w))
+    return out.reshape(n, out_channels, out_h, out_w)
+
+
+def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
+    """``(dx, dweight)`` as numpy_ref.conv2d_backward, one sample at a time.
+
+    Per sample n: cols = im2col(x[n]) again, dW_γ += dout_γ @ cols_γᵀ,
+    dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols). Each thread sums its
+    samples' dW in float64; the T partial sums are added at the end, in thread
+    order, so the result does not depend on timing."""
+    x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    n, out_channels = x.shape[0], weight.shape[0]
+    out_h, out_w = _output_size(x, weight, stride, padding, dilation)
+    dout = np.ascontiguousarray(dout).reshape(n, out_channels, out_h * out_w)
+    weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
+    weight_transposed = np.ascontiguousarray(weight_by_group.transpose(0, 2, 1))
+    dx = np.empty(x.shape, dtype=x.dtype)
+    dweight_per_thread = np.zeros((numba.get_num_threads(),) + weight_by_group.shape)
+    _conv2d_backward_samples(dout, x, weight_transposed, dx, dweight_per_thread,
+                             *_window_arguments(weight, stride, padding, dilation, out_h, out_w))
+    dweight = dweight_per_thread.sum(axis=0).astype(x.dtype)
+    return dx, dweight.reshape(weight.shape)
 
 # =========================================================================== pooling
 def max_pool2d_forward(x, kernel, stride, padding):

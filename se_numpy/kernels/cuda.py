@@ -57,9 +57,10 @@ checks that no float32 kernel contains a float64 instruction.
 
 Functions without a GPU version (explicit host fallback)
 --------------------------------------------------------
-``im2col``, ``col2im`` and the pooling functions run NumPy's reference on the
-host (device inputs are copied down and the result copied back), so every
-layer of the library still works on this backend. Convolutions are not what an
+``im2col``, ``col2im``, ``conv2d_forward``, ``conv2d_backward`` and the pooling
+functions run NumPy's reference on the host (device inputs are copied down and
+the result copied back), so every layer of the library still works on this
+backend. Convolutions are not what an
 SE block adds; a GPU convolution is out of scope here.
 """
 import contextlib
@@ -668,6 +669,8 @@ def _host_fallback(reference):
 
 im2col = _host_fallback(numpy_ref.im2col)
 col2im = _host_fallback(numpy_ref.col2im)
+conv2d_forward = _host_fallback(numpy_ref.conv2d_forward)
+conv2d_backward = _host_fallback(numpy_ref.conv2d_backward)
 max_pool2d_forward = _host_fallback(numpy_ref.max_pool2d_forward)
 max_pool2d_backward = _host_fallback(numpy_ref.max_pool2d_backward)
 avg_pool2d_forward = _host_fallback(numpy_ref.avg_pool2d_forward)

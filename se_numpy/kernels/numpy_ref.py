@@ -135,6 +135,68 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
     return np.ascontiguousarray(dx_pad[:, :, ph:ph + h, pw:pw + w])
 
 
+
+def _batch_side_by_side(rows_per_sample, groups):
+    """(N, g·R, L) -> (g, R, N·L): split the rows into groups, put the samples' columns side by side.
+
+    im2col orders rows channel-major (c, a, b), so group γ's rows are one
+    contiguous block; the transpose copies once so each group is one matrix.
+    """
+    n, rows, locations = rows_per_sample.shape
+    by_group = rows_per_sample.reshape(n, groups, rows // groups, locations)
+    return by_group.transpose(1, 2, 0, 3).reshape(groups, rows // groups, n * locations)
+
+
+def _back_to_batch(side_by_side, n):
+    """(g, R, N·L) -> (N, g·R, L): the inverse of ``_batch_side_by_side``."""
+    groups, rows, total = side_by_side.shape
+    by_sample = side_by_side.reshape(groups, rows, n, total // n).transpose(2, 0, 1, 3)
+    return by_sample.reshape(n, groups * rows, total // n)
+
+
+def conv2d_forward(x, weight, stride, padding, dilation, groups):
+    """Convolution without bias as im2col + one matrix product per group.  -> (N, O, OH, OW).
+
+    x (N, C, H, W), weight (O, C/g, kh, kw). The columns of the whole batch lie
+    side by side, so each group is one large product (one BLAS call, not N)::
+
+        cols_γ = im2col(x), rows of group γ       (C/g·kh·kw, N·OH·OW)
+        out_γ  = W_γ (O/g, C/g·kh·kw) @ cols_γ    (O/g, N·OH·OW), then back to NCHW
+    """
+    n, _, height, width = x.shape
+    out_channels, _, kernel_h, kernel_w = weight.shape
+    out_h = conv_output_size(height, kernel_h, stride[0], padding[0], dilation[0])
+    out_w = conv_output_size(width, kernel_w, stride[1], padding[1], dilation[1])
+    cols = im2col(x, (kernel_h, kernel_w), stride, padding, dilation)    # (N, C·kh·kw, L)
+    cols_by_group = _batch_side_by_side(cols, groups)                   # (g, C/g·kh·kw, N·L)
+    weight_by_group = weight.reshape(groups, out_channels // groups, -1)  # (g, O/g, C/g·kh·kw)
+    out = _back_to_batch(weight_by_group @ cols_by_group, n)            # (N, O, L)
+    return out.reshape(n, out_channels, out_h, out_w)
+
+
+def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
+    """``(dx, dweight)`` of ``conv2d_forward``; dout (N, O, OH, OW).
+
+    From the matrix product Y = W·X (dW = dY·Xᵀ, dX = Wᵀ·dY), per group::
+
+        dW_γ    = dout_γ @ cols_γᵀ     (O/g, C/g·kh·kw)   the sum over the batch is inside
+        dcols_γ = W_γᵀ @ dout_γ        (C/g·kh·kw, N·OH·OW)
+        dx      = col2im(dcols)
+
+    The columns are unfolded again from x rather than kept from the forward
+    pass: they are kh·kw times the size of x, and unfolding is cheap.
+    """
+    n, out_channels = dout.shape[:2]
+    kernel = weight.shape[2:]
+    cols = im2col(x, kernel, stride, padding, dilation)
+    cols_by_group = _batch_side_by_side(cols, groups)                   # (g, K, N·L)
+    dout_by_group = _batch_side_by_side(dout.reshape(n, out_channels, -1), groups)
+    weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
+    dweight = (dout_by_group @ cols_by_group.transpose(0, 2, 1)).reshape(weight.shape)
+    dcols = _back_to_batch(weight_by_group.transpose(0, 2, 1) @ dout_by_group, n)
+    dx = col2im(dcols, x.shape, kernel, stride, padding, dilation)
+    return dx, dweight
+
 # --------------------------------------------------------------------------- pooling
 def _pool_windows(x, kernel, stride, padding, fill):
     """(N,C,H,W) -> (N,C,OH,OW,kh·kw): every pooling window, padded with ``fill``."""
