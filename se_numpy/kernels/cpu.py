@@ -330,154 +330,132 @@ def _col2im_planes(cols, dx, kernel_h, kernel_w, stride_h, stride_w,
 
 # ------------------------------------------------------------ convolution, one sample at a time
 # The convolution does not unfold the whole batch (for SE-ResNet-20's first
-# stage that is 128 × 144 × 1024 float32 = 75 MB, written, then read back by
-# the matrix product). Each thread takes every T-th sample, unfolds it into its
-# own small buffer (144 × 1024 float32 = 590 kB, which stays in the core's
-# L2 cache) and multiplies it there with the loops below. One parallel region
-# per call, no BLAS: mixing OpenBLAS's thread pool with Numba's made every
-# call wait on the other pool's spinning threads, by seconds on a busy
-# machine (docs/kernels.md, "Convolution").
+# stage that is 128 × 144 × 1024 float32 = 75 MB, written to fresh memory, then
+# read back by the matrix product). Each sample is unfolded into a small
+# buffer owned by one worker thread (144 × 1024 float32 = 590 kB, which stays
+# in that core's L2 cache) and multiplied there by a single-threaded BLAS call
+# (see "convolution" below for the threads). These two loops release the GIL
+# (``nogil``), so the workers run them side by side.
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
 def _im2col_sample(image_stack, cols, kernel_h, kernel_w, stride_h, stride_w,
                    pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
     """One sample's columns: cols[(c·kh + a)·kw + b, p·OW + q] = x_pad[c, p·sh + a·dh, q·sw + b·dw]."""
     channels, height, width = image_stack.shape
+    if stride_h == 1 and stride_w == 1 and out_w == width:
+        _im2col_sample_whole_rows(image_stack.reshape(channels, height * width), cols,
+                                  kernel_h, kernel_w, pad_h, pad_w, dilation_h, dilation_w,
+                                  height, width, out_h)
+        return
     for c in range(channels):
-        image = image_stack[c]
         for a in range(kernel_h):
             for b in range(kernel_w):
-                row = cols[(c * kernel_h + a) * kernel_w + b]     # 1-d view of one matrix row
+                row = (c * kernel_h + a) * kernel_w + b
                 column_offset = b * dilation_w - pad_w
                 # the q range that reads real pixels is computed once, so the
-                # copy loop has no padding test per element
+                # copies have no padding test per element
                 first, stop = _inside_range(column_offset, stride_w, width, out_w)
                 for p in range(out_h):
                     i = p * stride_h - pad_h + a * dilation_h
                     start = p * out_w
                     if i < 0 or i >= height:
-                        row[start:start + out_w] = 0              # a padding row
+                        cols[row, start:start + out_w] = 0        # a padding row
                         continue
-                    row[start:start + first] = 0                  # left padding
-                    for q in range(first, stop):
-                        row[start + q] = image[i, q * stride_w + column_offset]
-                    row[start + stop:start + out_w] = 0           # right padding
+                    cols[row, start:start + first] = 0            # left padding
+                    cols[row, start + first:start + stop] = image_stack[
+                        c, i, first * stride_w + column_offset:
+                        (stop - 1) * stride_w + column_offset + 1:stride_w]
+                    cols[row, start + stop:start + out_w] = 0     # right padding
 
 
-@njit(cache=True)
+@njit(nogil=True, cache=True)
+def _im2col_sample_whole_rows(planes, cols, kernel_h, kernel_w, pad_h, pad_w,
+                              dilation_h, dilation_w, height, width, out_h):
+    """``_im2col_sample`` for stride 1 with OW = W (a "same" convolution, e.g. 3×3, padding 1).
+
+    Then a row of cols is the image read from a shifted start: cols[row, p·W + q]
+    = plane[(p + a·dh − ph)·W + q + b·dw − pw], one contiguous copy of all its
+    inside rows at once instead of one short copy per image row. The copy
+    also reads, at each row's ends, pixels of the neighbouring image row where
+    the padding should be; those few entries are set to 0 afterwards."""
+    for c in range(planes.shape[0]):
+        for a in range(kernel_h):
+            p_first, p_stop = _inside_range(a * dilation_h - pad_h, 1, height, out_h)
+            for b in range(kernel_w):
+                row = (c * kernel_h + a) * kernel_w + b
+                column_offset = b * dilation_w - pad_w
+                first, stop = _inside_range(column_offset, 1, width, width)
+                cols[row, :p_first * width] = 0                   # padding rows above
+                cols[row, p_stop * width:] = 0                    # and below
+                if p_first >= p_stop or first >= stop:
+                    cols[row, p_first * width:p_stop * width] = 0
+                    continue
+                begin, end = p_first * width + first, (p_stop - 1) * width + stop
+                source = (p_first + a * dilation_h - pad_h) * width + first + column_offset
+                cols[row, begin:end] = planes[c, source:source + end - begin]
+                for p in range(p_first, p_stop):                  # left and right padding
+                    for q in range(first):
+                        cols[row, p * width + q] = 0
+                    for q in range(stop, width):
+                        cols[row, p * width + q] = 0
+
+
+@njit(nogil=True, cache=True)
 def _col2im_sample(cols, image_stack, kernel_h, kernel_w, stride_h, stride_w,
                    pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
     """Adjoint of ``_im2col_sample``: each pixel receives the sum of its entries in cols.
 
     (a, b) outermost, as in numpy_ref.col2im, so every pixel adds its
-    contributions in the same order; entries that came from padding are dropped."""
+    contributions in the same order; entries that came from padding are
+    dropped. ``cols`` is a scratch buffer: the whole-rows path zeroes its
+    padding entries."""
     channels, height, width = image_stack.shape
     image_stack[:, :, :] = 0
+    if stride_h == 1 and stride_w == 1 and out_w == width:
+        _col2im_sample_whole_rows(cols, image_stack.reshape(channels, height * width),
+                                  kernel_h, kernel_w, pad_h, pad_w, dilation_h, dilation_w,
+                                  height, width, out_h)
+        return
     for c in range(channels):
-        image = image_stack[c]
         for a in range(kernel_h):
             for b in range(kernel_w):
-                row = cols[(c * kernel_h + a) * kernel_w + b]
+                row = (c * kernel_h + a) * kernel_w + b
                 column_offset = b * dilation_w - pad_w
                 first, stop = _inside_range(column_offset, stride_w, width, out_w)
                 for p in range(out_h):
                     i = p * stride_h - pad_h + a * dilation_h
-                    if i < 0 or i >= height:
+                    if i < 0 or i >= height or first >= stop:
                         continue
                     start = p * out_w
-                    for q in range(first, stop):
-                        image[i, q * stride_w + column_offset] += row[start + q]
+                    image_stack[c, i, first * stride_w + column_offset:
+                                (stop - 1) * stride_w + column_offset + 1:stride_w] += (
+                        cols[row, start + first:start + stop])
 
 
-@njit(fastmath={"contract"}, cache=True)
-def _matmul_into(left, right, out):
-    """out (M, L) = left (M, K) @ right (K, L), as rows: out[i] = Σ_k left[i,k]·right[k].
+@njit(nogil=True, cache=True)
+def _col2im_sample_whole_rows(cols, planes, kernel_h, kernel_w, pad_h, pad_w,
+                              dilation_h, dilation_w, height, width, out_h):
+    """``_col2im_sample`` for stride 1 with OW = W: the adjoint of ``_im2col_sample_whole_rows``.
 
-    Four output rows per pass, so each row of ``right`` is loaded once for four
-    multiply-adds; the inner loop runs along contiguous rows and vectorises."""
-    rows, inner = left.shape
-    out[:, :] = 0
-    i = 0
-    while i + 4 <= rows:
-        out0, out1, out2, out3 = out[i], out[i + 1], out[i + 2], out[i + 3]
-        for k in range(inner):
-            source = right[k]
-            w0, w1, w2, w3 = left[i, k], left[i + 1, k], left[i + 2, k], left[i + 3, k]
-            for j in range(source.shape[0]):
-                value = source[j]
-                out0[j] += w0 * value
-                out1[j] += w1 * value
-                out2[j] += w2 * value
-                out3[j] += w3 * value
-        i += 4
-    for i in range(i, rows):                  # the 0-3 rows left over
-        out_row = out[i]
-        for k in range(inner):
-            source, weight = right[k], left[i, k]
-            for j in range(source.shape[0]):
-                out_row[j] += weight * source[j]
-
-
-@njit(fastmath=_REDUCTION_FLAGS, cache=True)
-def _add_matmul_transposed(left, right, total):
-    """total (M, K) += left (M, L) @ right (K, L)ᵀ: dot products of contiguous rows.
-
-    Each dot is summed in float64 (re-associated, so it vectorises), like
-    ``_row_dot``; ``total`` is float64 too, so dW over the batch loses nothing."""
-    rows, length = left.shape
-    for k in range(right.shape[0]):
-        source = right[k]
-        for i in range(rows):
-            row = left[i]
-            dot = 0.0
-            for j in range(length):
-                dot += np.float64(row[j]) * np.float64(source[j])
-            total[i, k] += dot
-
-
-@njit(parallel=True, cache=True)
-def _conv2d_forward_samples(x, weight_by_group, out, threads, kernel_h, kernel_w,
-                            stride_h, stride_w, pad_h, pad_w, dilation_h, dilation_w,
-                            out_h, out_w):
-    n_images = x.shape[0]
-    groups, filters_per_group, rows_per_group = weight_by_group.shape
-    buffers = np.empty((threads, groups * rows_per_group, out_h * out_w), dtype=x.dtype)
-    for thread in prange(threads):
-        cols = buffers[thread]
-        for n in range(thread, n_images, threads):     # a fixed share: thread, thread + T, ...
-            _im2col_sample(x[n], cols, kernel_h, kernel_w, stride_h, stride_w,
-                           pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
-            for group in range(groups):
-                _matmul_into(weight_by_group[group],
-                             cols[group * rows_per_group:(group + 1) * rows_per_group],
-                             out[n, group * filters_per_group:(group + 1) * filters_per_group])
-    return out
-
-
-@njit(parallel=True, cache=True)
-def _conv2d_backward_samples(dout, x, weight_transposed, dx, dweight_per_thread,
-                             kernel_h, kernel_w, stride_h, stride_w,
-                             pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
-    n_images = x.shape[0]
-    groups, rows_per_group, filters_per_group = weight_transposed.shape
-    threads = dweight_per_thread.shape[0]
-    buffers = np.empty((threads, 2, groups * rows_per_group, out_h * out_w), dtype=x.dtype)
-    for thread in prange(threads):
-        cols, dcols = buffers[thread, 0], buffers[thread, 1]
-        for n in range(thread, n_images, threads):
-            _im2col_sample(x[n], cols, kernel_h, kernel_w, stride_h, stride_w,
-                           pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
-            for group in range(groups):
-                rows = slice(group * rows_per_group, (group + 1) * rows_per_group)
-                filters = slice(group * filters_per_group, (group + 1) * filters_per_group)
-                # dW_γ += dout_γ @ cols_γᵀ (this sample's share of the batch sum)
-                _add_matmul_transposed(dout[n, filters], cols[rows],
-                                       dweight_per_thread[thread, group])
-                # dcols_γ = W_γᵀ @ dout_γ
-                _matmul_into(weight_transposed[group], dout[n, filters], dcols[rows])
-            _col2im_sample(dcols, dx[n], kernel_h, kernel_w, stride_h, stride_w,
-                           pad_h, pad_w, dilation_h, dilation_w, out_h, out_w)
-    return dx
+    The padding entries of each cols row are zeroed first, so the one
+    contiguous addition adds 0 to the pixels the copy read by mistake."""
+    for c in range(planes.shape[0]):
+        for a in range(kernel_h):
+            p_first, p_stop = _inside_range(a * dilation_h - pad_h, 1, height, out_h)
+            for b in range(kernel_w):
+                row = (c * kernel_h + a) * kernel_w + b
+                column_offset = b * dilation_w - pad_w
+                first, stop = _inside_range(column_offset, 1, width, width)
+                if p_first >= p_stop or first >= stop:
+                    continue
+                for p in range(p_first, p_stop):
+                    for q in range(first):
+                        cols[row, p * width + q] = 0
+                    for q in range(stop, width):
+                        cols[row, p * width + q] = 0
+                begin, end = p_first * width + first, (p_stop - 1) * width + stop
+                target = (p_first + a * dilation_h - pad_h) * width + first + column_offset
+                planes[c, target:target + end - begin] += cols[row, begin:end]
 
 
 @njit(cache=True)
@@ -688,6 +666,67 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
 
 
 # =========================================================================== convolution
+# Threads. A convolution is split by samples over T worker threads (T = Numba's
+# thread count), each with single-threaded BLAS calls. The obvious alternative,
+# one big matrix product run by OpenBLAS's own thread pool, is what NumPy does
+# by default; but OpenBLAS's threads spin while they wait, so next to Numba's
+# pool, or on a machine where other programs run, every call waits for a
+# thread that is not scheduled: we measured one 50 ms backward pass taking 2.8 s
+# on a busy 2-core machine (docs/kernels.md, "Convolution"). Independent workers
+# that never wait for each other do not have that problem.
+
+def _find_openblas_thread_control():
+    """(get, set) functions of the OpenBLAS library NumPy uses, or None (another BLAS)."""
+    import ctypes
+    import glob
+    numpy_dir = os.path.dirname(np.__file__)
+    libraries = (glob.glob(os.path.join(numpy_dir, os.pardir, "numpy.libs", "*openblas*"))   # Linux
+                 + glob.glob(os.path.join(numpy_dir, ".dylibs", "*openblas*")))                # macOS
+    for path in libraries:
+        try:
+            library = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for get_name, set_name in (
+                ("scipy_openblas_get_num_threads64_", "scipy_openblas_set_num_threads64_"),
+                ("scipy_openblas_get_num_threads", "scipy_openblas_set_num_threads"),
+                ("openblas_get_num_threads64_", "openblas_set_num_threads64_"),
+                ("openblas_get_num_threads", "openblas_set_num_threads")):
+            if hasattr(library, get_name) and hasattr(library, set_name):
+                get, set_ = getattr(library, get_name), getattr(library, set_name)
+                get.restype, get.argtypes = ctypes.c_int, []
+                set_.restype, set_.argtypes = None, [ctypes.c_int]
+                return get, set_
+    return None
+
+
+_openblas_threads = _find_openblas_thread_control()
+_conv_workers = {"pool": None, "size": 0}
+
+
+def _run_on_workers(job, n_images):
+    """Run ``job(worker, worker_count)`` on the workers; worker w takes samples w, w + T, ...
+
+    With OpenBLAS found, BLAS is held to one thread meanwhile and the workers
+    are Numba's thread count; without (another BLAS), one worker, and the BLAS
+    uses its own threads. Returns the jobs' results in worker order."""
+    import concurrent.futures
+    count = min(numba.get_num_threads(), n_images) if _openblas_threads is not None else 1
+    if count == 1:
+        return [job(0, 1)]
+    if _conv_workers["size"] != count:
+        _conv_workers["pool"] = concurrent.futures.ThreadPoolExecutor(count, "se_numpy_conv")
+        _conv_workers["size"] = count
+    get_blas_threads, set_blas_threads = _openblas_threads
+    saved = get_blas_threads()
+    set_blas_threads(1)
+    try:
+        futures = [_conv_workers["pool"].submit(job, worker, count) for worker in range(count)]
+        return [future.result() for future in futures]
+    finally:
+        set_blas_threads(saved)
+
+
 def _window_arguments(weight, stride, padding, dilation, out_h, out_w):
     """The trailing (kernel, stride, padding, dilation, output size) arguments of the loops."""
     return (weight.shape[2], weight.shape[3], stride[0], stride[1], padding[0], padding[1],
@@ -703,15 +742,25 @@ def _output_size(x, weight, stride, padding, dilation):
 def conv2d_forward(x, weight, stride, padding, dilation, groups):
     """Convolution without bias, numpy_ref.conv2d_forward computed one sample at a time.
 
-    Per sample n: cols = im2col(x[n]) (C·kh·kw, L) in the thread's own buffer,
-    then out[n, group γ's filters] = W_γ @ cols_γ.  -> (N, O, OH, OW)."""
+    Per sample n: cols = im2col(x[n]) (C·kh·kw, L) in the worker's own buffer,
+    then out[n, group γ's filters] = W_γ @ cols_γ, written in place.  -> (N, O, OH, OW)."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = _output_size(x, weight, stride, padding, dilation)
+    window = _window_arguments(weight, stride, padding, dilation, out_h, out_w)
     weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
+    filters, rows = weight_by_group.shape[1:]
     out = np.empty((n, out_channels, out_h * out_w), dtype=x.dtype)
-    _conv2d_forward_samples(x, weight_by_group, out, numba.get_num_threads(),
-                            *_window_arguments(weight, stride, padding, dilation, out_h, out_w))
+
+    def job(worker, worker_count):
+        cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
+        for sample in range(worker, n, worker_count):
+            _im2col_sample(x[sample], cols, *window)
+            for group in range(groups):
+                np.matmul(weight_by_group[group], cols[group * rows:(group + 1) * rows],
+                          out=out[sample, group * filters:(group + 1) * filters])
+
+    _run_on_workers(job, n)
     return out.reshape(n, out_channels, out_h, out_w)
 
 
@@ -719,20 +768,35 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     """``(dx, dweight)`` as numpy_ref.conv2d_backward, one sample at a time.
 
     Per sample n: cols = im2col(x[n]) again, dW_γ += dout_γ @ cols_γᵀ,
-    dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols). Each thread sums its
-    samples' dW in float64; the T partial sums are added at the end, in thread
-    order, so the result does not depend on timing."""
+    dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols). Each worker sums its
+    samples' dW in float64; the partial sums are added in worker order, so the
+    result does not depend on timing."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = _output_size(x, weight, stride, padding, dilation)
+    window = _window_arguments(weight, stride, padding, dilation, out_h, out_w)
     dout = np.ascontiguousarray(dout).reshape(n, out_channels, out_h * out_w)
     weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
-    weight_transposed = np.ascontiguousarray(weight_by_group.transpose(0, 2, 1))
+    filters, rows = weight_by_group.shape[1:]
     dx = np.empty(x.shape, dtype=x.dtype)
-    dweight_per_thread = np.zeros((numba.get_num_threads(),) + weight_by_group.shape)
-    _conv2d_backward_samples(dout, x, weight_transposed, dx, dweight_per_thread,
-                             *_window_arguments(weight, stride, padding, dilation, out_h, out_w))
-    dweight = dweight_per_thread.sum(axis=0).astype(x.dtype)
+
+    def job(worker, worker_count):
+        cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
+        dcols = np.empty_like(cols)
+        sample_dweight = np.empty((filters, rows), dtype=x.dtype)
+        dweight = np.zeros(weight_by_group.shape)                    # float64 partial sum
+        for sample in range(worker, n, worker_count):
+            _im2col_sample(x[sample], cols, *window)
+            for group in range(groups):
+                group_rows = slice(group * rows, (group + 1) * rows)
+                dout_group = dout[sample, group * filters:(group + 1) * filters]
+                np.matmul(dout_group, cols[group_rows].T, out=sample_dweight)
+                dweight[group] += sample_dweight
+                np.matmul(weight_by_group[group].T, dout_group, out=dcols[group_rows])
+            _col2im_sample(dcols, dx[sample], *window)
+        return dweight
+
+    dweight = sum(_run_on_workers(job, n)).astype(x.dtype)
     return dx, dweight.reshape(weight.shape)
 
 # =========================================================================== pooling
