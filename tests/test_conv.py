@@ -6,9 +6,10 @@ have to be wrong the same way for the forward tests to pass.
 """
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import se_numpy as sn
 from se_numpy.functional.conv import conv2d_backward, conv2d_forward
 from se_numpy.gradcheck import check_module
 from se_numpy.nn.conv import Conv2d
@@ -75,9 +76,17 @@ def options(config):
                 groups=config["groups"])
 
 
+@pytest.fixture(params=["numpy", "numba"])
+def each_backend(request):
+    """Run the test once per CPU backend: the math must hold for each kernel, not just agree."""
+    with sn.use_backend(request.param):
+        yield request.param
+
+
 # --------------------------------------------------------------------------- forward
-@given(conv_configs())
-def test_forward_matches_loop_convolution(config):
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=conv_configs())
+def test_forward_matches_loop_convolution(each_backend, config):
     x, weight, bias = make_arrays(config)
     out, _ = conv2d_forward(x, weight, bias, **options(config))
     expected = loop_conv2d(x, weight, bias, config["stride"], config["padding"],
@@ -106,8 +115,9 @@ def test_rectangular_stride_padding_and_dilation_pairs():
 
 
 # --------------------------------------------------------------------------- gradients
-@given(conv_configs())
-def test_gradients_match_finite_differences(config):
+@settings(max_examples=15, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(config=conv_configs())
+def test_gradients_match_finite_differences(each_backend, config):
     x, weight, bias = make_arrays(config)
     out, cache = conv2d_forward(x, weight, bias, **options(config))
     dout = np.random.default_rng(config["seed"] + 1).normal(size=out.shape)

@@ -122,6 +122,10 @@ def compiled_kernels():
         cpu.max_squeeze_backward(s, argmax, x.shape)
         cols = cpu.im2col(x, (2, 2), (1, 1), (1, 1), (1, 1))
         cpu.col2im(cols, x.shape, (2, 2), (1, 1), (1, 1), (1, 1))
+        weight = np.ones((2, 2, 3, 3), dtype=dtype)
+        for stride in ((1, 1), (2, 1)):          # the whole-rows and the row-by-row unfolding
+            out = cpu.conv2d_forward(x, weight, stride, (1, 1), (1, 1), 1)
+            cpu.conv2d_backward(out, x, weight, stride, (1, 1), (1, 1), 1)
         out, argmax = cpu.max_pool2d_forward(x, (2, 2), (1, 1), (1, 1))
         cpu.max_pool2d_backward(out, argmax, x.shape)
         out = cpu.avg_pool2d_forward(x, (2, 2), (1, 1), (1, 1))
@@ -344,6 +348,119 @@ def test_avg_pool2d_matches_reference(x, config, seed):
                      ref.avg_pool2d_backward(dout, x.shape, kernel, stride, padding))
 
 
+
+# --------------------------------------------------------------------------- convolution
+# conv2d_forward/backward: the numba kernels unfold one sample at a time and
+# call BLAS per sample, the reference once per batch. Both compute the same
+# sums of products, possibly in a different order (BLAS blocks its sums as it
+# likes), so they agree to the standard bound for two orders of summation of k
+# terms: |a − b| ≤ 2·k·ε·Σ|terms|, with Σ|terms| the same operation on |inputs|.
+# Any wrong index puts a whole O(1) term in the wrong place, far beyond it.
+
+def summation_bound(absolute_result, terms, dtype):
+    return 2 * terms * np.finfo(dtype).eps * absolute_result
+
+
+@st.composite
+def convolutions(draw):
+    """(x, weight, stride, padding, dilation, groups): odd sizes, every option, any layout."""
+    groups = draw(st.integers(1, 3))
+    kernel = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    padding = (draw(st.integers(0, 3)), draw(st.integers(0, 3)))
+    dilation = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    span = [dilation[axis] * (kernel[axis] - 1) + 1 for axis in (0, 1)]
+    size = [max(1, span[axis] - 2 * padding[axis] + draw(st.integers(0, 6))) for axis in (0, 1)]
+    channels = groups * draw(st.integers(1, 3))
+    filters = groups * draw(st.integers(1, 5))          # 1-15 filters: the 4-at-a-time rest too
+    dtype = draw(st.sampled_from(DTYPES))
+    rng = np.random.default_rng(draw(seeds))
+    x = rng.uniform(-1, 1, size=(draw(st.integers(1, 5)), channels, *size)).astype(dtype)
+    weight = rng.uniform(-1, 1, size=(filters, channels // groups, *kernel)).astype(dtype)
+    return (in_layout(x, draw(layouts)), weight, stride, padding, dilation, groups)
+
+
+@settings(max_examples=60)
+@given(convolution=convolutions(), seed=seeds)
+def test_conv2d_forward_and_backward_match_reference(convolution, seed):
+    x, weight, stride, padding, dilation, groups = convolution
+    options = (stride, padding, dilation, groups)
+    dtype = x.dtype.type
+    out = cpu.conv2d_forward(x, weight, *options)
+    expected = ref.conv2d_forward(x, weight, *options)
+    assert out.dtype == x.dtype and out.shape == expected.shape and out.flags.c_contiguous
+    bound = ref.conv2d_forward(np.abs(x), np.abs(weight), *options)
+    terms = weight[0].size
+    assert np.all(np.abs(out - expected) <= summation_bound(bound, terms, dtype))
+
+    dout = np.random.default_rng(seed).uniform(-1, 1, size=out.shape).astype(x.dtype)
+    dx, dweight = cpu.conv2d_backward(in_layout(dout, "sliced"), x, weight, *options)
+    expected_dx, expected_dweight = ref.conv2d_backward(dout, x, weight, *options)
+    bound_dx, bound_dweight = ref.conv2d_backward(np.abs(dout), np.abs(x), np.abs(weight), *options)
+    assert dx.dtype == dweight.dtype == x.dtype
+    assert dx.shape == x.shape and dweight.shape == weight.shape
+    # dx: a BLAS sum over O/g filters, then col2im adds ≤ kh·kw of those per pixel
+    dx_terms = weight.shape[0] // groups * weight.shape[2] * weight.shape[3]
+    assert np.all(np.abs(dx - expected_dx) <= summation_bound(bound_dx, dx_terms, dtype))
+    # dweight: a sum over N·OH·OW positions (float64 in the kernel, x's dtype in the reference)
+    dweight_terms = dout.shape[0] * dout.shape[2] * dout.shape[3]
+    assert np.all(np.abs(dweight - expected_dweight)
+                  <= summation_bound(bound_dweight, dweight_terms, dtype))
+
+
+@st.composite
+def same_size_windows(draw):
+    """Stride 1 and OW = W, the case ``_im2col_sample_whole_rows`` takes, with any row padding."""
+    kernel_w, dilation_w = draw(st.integers(1, 5)), draw(st.integers(1, 2))
+    if dilation_w * (kernel_w - 1) % 2:
+        kernel_w += 1                                        # an even span is needed for OW = W
+    kernel = (draw(st.integers(1, 4)), kernel_w)
+    dilation = (draw(st.integers(1, 2)), dilation_w)
+    padding = (draw(st.integers(0, 4)), dilation_w * (kernel_w - 1) // 2)
+    return kernel, (1, 1), padding, dilation
+
+
+@settings(max_examples=60)
+@given(x=feature_maps(max_side=9), window=st.one_of(same_size_windows(), window_configs(pooling=False)),
+       seed=seeds)
+def test_one_sample_unfold_and_fold_are_exactly_the_reference(x, window, seed):
+    """Both paths (whole rows and row by row) copy and add in the reference's order: exact."""
+    kernel, stride, padding, dilation = window
+    if not fits(x.shape, kernel, stride, padding, dilation):
+        padding = (kernel[0] * dilation[0], kernel[1] * dilation[1])   # now it always fits
+    expected = ref.im2col(x, kernel, stride, padding, dilation)
+    out_h = ref.conv_output_size(x.shape[2], kernel[0], stride[0], padding[0], dilation[0])
+    out_w = ref.conv_output_size(x.shape[3], kernel[1], stride[1], padding[1], dilation[1])
+    arguments = (*kernel, *stride, *padding, *dilation, out_h, out_w)
+    dcols = np.random.default_rng(seed).uniform(-1, 1, size=expected.shape).astype(x.dtype)
+    expected_dx = ref.col2im(dcols, x.shape, kernel, stride, padding, dilation)
+    for n in range(x.shape[0]):
+        cols = np.full(expected.shape[1:], np.nan, dtype=x.dtype)     # every entry must be written
+        cpu._im2col_sample(np.ascontiguousarray(x[n]), cols, *arguments)
+        assert_identical(cols, expected[n])
+        dx = np.full(x.shape[1:], np.nan, dtype=x.dtype)
+        cpu._col2im_sample(dcols[n].copy(), dx, *arguments)
+        assert_identical(dx, expected_dx[n])
+
+
+def test_conv2d_same_result_with_one_or_two_workers_and_blas_threads_restored(monkeypatch):
+    rng = np.random.default_rng(3)
+    x = rng.uniform(-1, 1, size=(7, 4, 9, 9)).astype(np.float32)
+    weight = rng.uniform(-1, 1, size=(6, 4, 3, 3)).astype(np.float32)
+    dout = rng.uniform(-1, 1, size=(7, 6, 9, 9)).astype(np.float32)
+    options = ((1, 1), (1, 1), (1, 1), 1)
+    blas_threads_before = cpu._openblas_threads[0]() if cpu._openblas_threads else None
+    results = [cpu.conv2d_forward(x, weight, *options), *cpu.conv2d_backward(dout, x, weight, *options)]
+    if cpu._openblas_threads:
+        assert cpu._openblas_threads[0]() == blas_threads_before
+    monkeypatch.setattr(cpu, "_openblas_threads", None)      # another BLAS: one worker
+    single = [cpu.conv2d_forward(x, weight, *options), *cpu.conv2d_backward(dout, x, weight, *options)]
+    # the forward and dx are per-sample work either way: identical; dweight's
+    # float64 partial sums are added in another grouping: float32 rounding at most
+    assert_identical(single[0], results[0])
+    assert_identical(single[1], results[1])
+    np.testing.assert_allclose(single[2], results[2], rtol=1.2e-7, atol=1e-6)
+
 # --------------------------------------------------------------------------- dtype and layout rules
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_outputs_keep_the_input_dtype_and_are_contiguous(dtype):
@@ -354,7 +471,10 @@ def test_outputs_keep_the_input_dtype_and_are_contiguous(dtype):
                cpu.scale_add_forward(x, s, x), cpu.max_squeeze_forward(x)[0],
                cpu.avg_pool2d_forward(x, (2, 2), (2, 2), (0, 0)),
                cpu.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))[0],
-               cpu.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1))]
+               cpu.im2col(x, (3, 3), (1, 1), (1, 1), (1, 1)),
+               cpu.conv2d_forward(x, np.ones((2, 3, 3, 3), dtype), (1, 1), (1, 1), (1, 1), 1),
+               *cpu.conv2d_backward(np.ones((2, 2, 4, 5), dtype), x, np.ones((2, 3, 3, 3), dtype),
+                                    (1, 1), (1, 1), (1, 1), 1)]
     for output in outputs:
         assert output.dtype == dtype
         assert output.flags.c_contiguous
