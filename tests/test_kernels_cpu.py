@@ -122,6 +122,9 @@ def compiled_kernels():
         cpu.max_squeeze_backward(s, argmax, x.shape)
         cols = cpu.im2col(x, (2, 2), (1, 1), (1, 1), (1, 1))
         cpu.col2im(cols, x.shape, (2, 2), (1, 1), (1, 1), (1, 1))
+        mean, variance = cpu.batch_norm_statistics(x)
+        y, normalized = cpu.batch_norm_normalize(x, mean, variance, mean, mean)
+        cpu.batch_norm_backward_dx(y, normalized, mean, *cpu.batch_norm_backward_sums(y, normalized))
         weight = np.ones((2, 2, 3, 3), dtype=dtype)
         for stride in ((1, 1), (2, 1)):          # the whole-rows and the row-by-row unfolding
             out = cpu.conv2d_forward(x, weight, stride, (1, 1), (1, 1), 1)
@@ -460,6 +463,38 @@ def test_conv2d_same_result_with_one_or_two_workers_and_blas_threads_restored(mo
     assert_identical(single[0], results[0])
     assert_identical(single[1], results[1])
     np.testing.assert_allclose(single[2], results[2], rtol=1.2e-7, atol=1e-6)
+
+
+# --------------------------------------------------------------------------- batch normalisation
+@settings(max_examples=40)
+@given(x=feature_maps(), seed=seeds, layout=layouts)
+def test_batch_norm_kernels_match_reference(x, seed, layout):
+    rng = np.random.default_rng(seed)
+    channels = x.shape[1]
+    mean, variance = cpu.batch_norm_statistics(x)
+    expected_mean, expected_variance = ref.batch_norm_statistics(x)
+    assert_reduction_close(mean, expected_mean)            # float64 sums in both, in another order
+    assert_reduction_close(variance, expected_variance)
+
+    inverse_std, weight, bias = (rng.uniform(0.5, 2, channels).astype(x.dtype) for _ in range(3))
+    # the same operations in the same order, without fused multiply-adds: identical
+    y, normalized = cpu.batch_norm_normalize(x, expected_mean, inverse_std, weight, bias)
+    expected_y, expected_normalized = ref.batch_norm_normalize(x, expected_mean, inverse_std,
+                                                               weight, bias)
+    assert_identical(y, expected_y)
+    assert_identical(normalized, expected_normalized)
+
+    dy = same_shape_map(x, seed + 1, layout)
+    sums = cpu.batch_norm_backward_sums(dy, normalized)
+    expected_sums = ref.batch_norm_backward_sums(dy, normalized)
+    absolute_sums = ref.batch_norm_backward_sums(np.abs(dy), np.abs(normalized))
+    terms = x.shape[0] * x.shape[2] * x.shape[3]
+    for actual, expected, absolute in zip(sums, expected_sums, absolute_sums):
+        assert actual.dtype == expected.dtype
+        # float64 in the kernel, the map's dtype (NumPy's pairwise sum) in the reference
+        assert np.all(np.abs(actual - expected) <= summation_bound(absolute, terms, x.dtype.type))
+    assert_identical(cpu.batch_norm_backward_dx(dy, normalized, weight, *expected_sums),
+                     ref.batch_norm_backward_dx(dy, normalized, weight, *expected_sums))
 
 # --------------------------------------------------------------------------- dtype and layout rules
 @pytest.mark.parametrize("dtype", DTYPES)

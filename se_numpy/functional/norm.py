@@ -37,6 +37,10 @@ moves outside the sums). The last two terms remove from M·dy its mean and its
 component along x̂: a batch-normalised output cannot change by shifting or
 rescaling the whole channel, so those directions carry no gradient.
 
+The passes over the map run in the active backend's kernels
+(``batch_norm_statistics``, ``batch_norm_normalize``, ``batch_norm_backward_sums``,
+``batch_norm_backward_dx``; the plain NumPy version is in ``kernels/numpy_ref.py``).
+
 Running statistics follow PyTorch exactly (see ``update_running_stats``).
 """
 from typing import NamedTuple, Optional
@@ -44,10 +48,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .._validation import check_float_array, check_nchw, check_same_dtype, check_shape
-
-# Reduce over batch and spatial axes: one statistic per channel.
-_CHANNEL_AXES = (0, 2, 3)
-
+from ..kernels import backend
 
 def _per_channel(values):
     """(C,) -> (1, C, 1, 1), so a per-channel value lines up with an NCHW map."""
@@ -96,9 +97,7 @@ def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_v
             raise ValueError(f"x: batch norm in training mode needs more than 1 value per channel, "
                              f"got shape {x.shape}")
         # Statistics accumulate in float64 (a float32 sum over a large batch loses digits).
-        mean = x.mean(axis=_CHANNEL_AXES, dtype=np.float64)
-        variance = ((x - _per_channel(mean)) ** 2).mean(axis=_CHANNEL_AXES)
-        mean, variance = mean.astype(x.dtype), variance.astype(x.dtype)
+        mean, variance = backend.current().batch_norm_statistics(x)
     else:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm2d_forward: evaluation mode (training=False) needs "
@@ -106,12 +105,10 @@ def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_v
         mean, variance = running_mean, running_var
 
     inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(x.dtype)
-    normalized = (x - _per_channel(mean)) * _per_channel(inverse_std)
-    y = normalized
-    if weight is not None:
-        y = y * _per_channel(weight)
-    if bias is not None:
-        y = y + _per_channel(bias)
+    # γ = 1 and β = 0 when absent: x̂·1 + 0 is x̂ exactly
+    gamma = weight if weight is not None else np.ones_like(inverse_std)
+    beta = bias if bias is not None else np.zeros_like(inverse_std)
+    y, normalized = backend.current().batch_norm_normalize(x, mean, inverse_std, gamma, beta)
     cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, bool(training),
                              mean if training else None, variance if training else None)
     return y, cache
@@ -128,18 +125,15 @@ def batch_norm2d_backward(dy, cache):
     check_same_dtype(normalized, dy, "the forward input", "dy")
     check_shape(dy, normalized.shape, "dy")
 
-    dbias = dy.sum(axis=_CHANNEL_AXES) if has_bias else None
-    dweight = (dy * normalized).sum(axis=_CHANNEL_AXES) if weight is not None else None
+    sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
+    dbias = sum_dy if has_bias else None                          # dβ = Σ dy
+    dweight = sum_dy_normalized if weight is not None else None   # dγ = Σ dy·x̂
     gamma = weight if weight is not None else np.ones_like(inverse_std)
-    scale = _per_channel(gamma * inverse_std)                 # γ/s per channel
+    scale = gamma * inverse_std                                   # γ/s per channel
 
     if not training:
-        return dy * scale, dweight, dbias
-
-    count = dy.shape[0] * dy.shape[2] * dy.shape[3]           # M = N·H·W
-    sum_dy = _per_channel(dy.sum(axis=_CHANNEL_AXES))
-    sum_dy_normalized = _per_channel((dy * normalized).sum(axis=_CHANNEL_AXES))
-    dx = scale / dy.dtype.type(count) * (count * dy - sum_dy - normalized * sum_dy_normalized)
+        return dy * _per_channel(scale), dweight, dbias
+    dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized)
     return dx, dweight, dbias
 
 

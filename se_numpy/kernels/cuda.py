@@ -57,8 +57,8 @@ checks that no float32 kernel contains a float64 instruction.
 
 Functions without a GPU version (explicit host fallback)
 --------------------------------------------------------
-``im2col``, ``col2im``, ``conv2d_forward``, ``conv2d_backward`` and the pooling
-functions run NumPy's reference on the host (device inputs are copied down and
+``im2col``, ``col2im``, ``conv2d_forward``, ``conv2d_backward``, the
+``batch_norm_*`` functions and the pooling functions run NumPy's reference on the host (device inputs are copied down and
 the result copied back), so every layer of the library still works on this
 backend. Convolutions are not what an
 SE block adds; a GPU convolution is out of scope here.
@@ -671,6 +671,10 @@ im2col = _host_fallback(numpy_ref.im2col)
 col2im = _host_fallback(numpy_ref.col2im)
 conv2d_forward = _host_fallback(numpy_ref.conv2d_forward)
 conv2d_backward = _host_fallback(numpy_ref.conv2d_backward)
+batch_norm_statistics = _host_fallback(numpy_ref.batch_norm_statistics)
+batch_norm_normalize = _host_fallback(numpy_ref.batch_norm_normalize)
+batch_norm_backward_sums = _host_fallback(numpy_ref.batch_norm_backward_sums)
+batch_norm_backward_dx = _host_fallback(numpy_ref.batch_norm_backward_dx)
 max_pool2d_forward = _host_fallback(numpy_ref.max_pool2d_forward)
 max_pool2d_backward = _host_fallback(numpy_ref.max_pool2d_backward)
 avg_pool2d_forward = _host_fallback(numpy_ref.avg_pool2d_forward)
