@@ -86,3 +86,31 @@ def test_demo_fast_prints_table_and_writes_figure(tmp_path, capsys, monkeypatch)
     with open(out_dir / "learning_curves.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert (out_dir / "se" / "checkpoint.npz").exists()
+
+
+def test_demo_trains_both_nets_with_the_same_settings(tmp_path, monkeypatch):
+    # The comparison is only fair if the two runs differ in the model (and its SE
+    # reduction) alone: record the config each run is given instead of training.
+    from se_numpy.train import demo
+
+    seen = []
+
+    class RecordingTrainer:
+        def __init__(self, config, run_dir, quiet=False, dataset=None, log=print):
+            seen.append((config, dataset))
+            from se_numpy import models
+            self.model = models.create(config.model, seed=0)
+
+        def fit(self):
+            return [{"epoch": 1, "train_loss": 1.0, "test_accuracy": 0.5}]
+
+    monkeypatch.setattr(demo, "Trainer", RecordingTrainer)
+    demo.run_demo(str(tmp_path), fast=True, seed=3, quiet=True, log=lambda message: None)
+    (plain, plain_data), (se, se_data) = seen
+    assert (plain.model, se.model) == (demo.PLAIN_MODEL, demo.SE_MODEL)
+    assert plain.reduction is None and se.reduction == demo.DEMO_REDUCTION
+    differing = {key for key, value in plain.to_dict().items()
+                 if se.to_dict()[key] != value}
+    assert differing == {"model", "reduction"}
+    assert plain.lr == demo.DEMO_LEARNING_RATE and plain.seed == 3
+    assert plain_data is se_data          # one data set, so the same images and labels

@@ -6,11 +6,19 @@ that is brightest *on average over the whole image*: what an SE block's
 squeeze measures (paper Sec. 3.1). The command prints a table (parameters,
 time, final test accuracy) and writes a figure of both learning curves.
 
-What to expect (docs/training.md, "The demo"): both nets reach about 99 %
-within the 5 epochs; the SE net starts slower (its gates begin near 0.5 and
-must learn to use the cue) and has not been measured to end ahead of the
-plain net in this budget. The demo shows the comparison; it does not
-guarantee its outcome.
+Why the SE net can win here: every image shows three textures of equal
+local energy, one per channel, and only the brightest channel on average
+over the whole image names the class; a smooth light field hides that
+brightness from any window the plain net's filters see (docs/data.md). The
+plain net must guess among the textures or piece the cue together from
+partial windows; the SE block reads it from its squeeze and gates the
+distractor channels down at every block.
+
+What to expect (docs/training.md, "The demo", measured on seeds 0-4): the
+plain net ends at 0.89-0.94 test accuracy, the SE net at 0.97-1.00, ahead
+by 6.5-9 points on every seed (chance 0.10, the textures alone about
+0.35-0.40). The SE net's curve jumps once its gates have found the cue,
+usually in epoch 3 or 4. About 2.5 minutes on 2 shared cores.
 """
 import os
 import time
@@ -21,10 +29,15 @@ from .trainer import Trainer
 
 PLAIN_MODEL, SE_MODEL = "tiny_resnet", "se_tiny_resnet"
 # settings of the full demo and of the --fast one (tests, smoke runs)
-FULL = dict(train_size=6000, test_size=2000, epochs=5)
+FULL = dict(train_size=6000, test_size=2000, epochs=8)
 FAST = dict(train_size=384, test_size=256, epochs=2)
 DEMO_REDUCTION = 2          # r: hidden width C/2 (the tiny net has only 8-32 channels)
-DEFAULT_BACKEND = "numpy"   # measured fastest for these small layers (docs/training.md)
+# the SE net learns to use the brightness cue only at a high enough rate (measured on a
+# variant of this data with the illumination amplitude fixed at 0.3, 3 000 images x 5
+# epochs: SE 34 % at lr 0.02, 57 % at 0.05, 95 % at 0.15); both nets use the same rate
+DEMO_LEARNING_RATE = 0.15
+# measured on 2 cores, 2 000 images x 2 epochs of both nets: numba 5.6 s per net, numpy 13.5-18.8 s
+DEFAULT_BACKEND = "numba"
 
 
 def fast_requested(fast_flag):
@@ -32,7 +45,7 @@ def fast_requested(fast_flag):
     return bool(fast_flag) or os.environ.get("SE_NUMPY_FAST", "").strip() not in ("", "0")
 
 
-def run_demo(run_dir="runs/demo", fast=False, backend="numpy", seed=0, epochs=None,
+def run_demo(run_dir="runs/demo", fast=False, backend=DEFAULT_BACKEND, seed=0, epochs=None,
              quiet=False, log=print):
     """Train both nets; returns ``{"plain": row, "se": row}`` with the table's values."""
     sizes = FAST if fast else FULL
@@ -42,7 +55,7 @@ def run_demo(run_dir="runs/demo", fast=False, backend="numpy", seed=0, epochs=No
     results = {}
     for key, model_name in (("plain", PLAIN_MODEL), ("se", SE_MODEL)):
         config = TrainConfig(model=model_name, data=f"synthetic:{seed}", epochs=epochs,
-                             batch_size=64, lr=0.05, schedule="cosine",
+                             batch_size=64, lr=DEMO_LEARNING_RATE, schedule="cosine",
                              reduction=DEMO_REDUCTION if key == "se" else None,
                              backend=backend, seed=seed)
         log(f"training {model_name} ({epochs} epochs, {sizes['train_size']} images, "
