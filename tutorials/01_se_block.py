@@ -51,7 +51,8 @@ print(f"figures go to {OUT}  (fast mode: {FAST})")
 # The embedded data set (`se_numpy.data`, built from a seed, nothing
 # downloaded) has 10 classes of textures (5 orientations x 2 frequencies).
 # In each 3 x 32 x 32 image **one** channel carries the class texture; the
-# two others often carry the texture of a *different* class (a distractor).
+# two others each carry the texture of a *different* class at the same
+# contrast (distractors).
 # The signal channel is slightly brighter *on average*, but a zero-mean
 # "illumination" wave swamps that cue locally. Only a *global* average over
 # the whole channel — exactly the squeeze of Eq. 2 — reveals which channel
