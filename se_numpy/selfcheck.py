@@ -87,7 +87,6 @@ def _module_cases(rng):
 
     def se_axpy():
         block = nn.SEBlock(8, reduction=4, rng=2).astype(np.float64)
-        shortcut_copy = shortcut.copy()
 
         def forward(x, sc, *weights):
             _load(block, weights)
@@ -99,7 +98,7 @@ def _module_cases(rng):
             block.forward_add(x, sc)
             dx, dsc = block.backward_add(dout)
             return (dx, dsc) + tuple(p.grad for p in block.parameters())
-        return check_vjp(forward, backward, (x, shortcut_copy, *[p.data for p in block.parameters()]),
+        return check_vjp(forward, backward, (x, shortcut, *[p.data for p in block.parameters()]),
                          names=("x", "shortcut") + tuple(n for n, _ in block.named_parameters()),
                          elementwise=True)
     yield "SEBlock fused add (Axpy)", x.shape, se_axpy
@@ -145,8 +144,7 @@ def _block_cases(rng):
     x = rng.normal(size=(2, 8, 4, 4))
     for placement in PLACEMENTS:
         def basic(placement=placement):
-            channels = 8 if placement != "pre" else 8
-            block = BasicBlock(8, 8, attention=nn.SEBlock(channels, reduction=4, rng=6),
+            block = BasicBlock(8, 8, attention=nn.SEBlock(8, reduction=4, rng=6),
                                placement=placement, rng=7)
             return check_module(block.astype(np.float64), x, elementwise=True, max_entries=60)
         yield f"BasicBlock + SE ({placement})", x.shape, basic
