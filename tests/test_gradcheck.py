@@ -238,13 +238,28 @@ def test_kink_detection_does_not_hide_a_wrong_relu_gradient():
     assert report["x"].failures == 6 and not report["x"].kinks
 
 
-def test_kink_just_inside_the_stencil_is_labelled():
-    # kink at distance 2h/3 from x, where the one-sided gap ratio looks smooth
+def test_kink_just_inside_the_first_step_is_stepped_past():
+    # kink at distance 2h/3 from x: the first rung straddles it, the smaller ones do not,
+    # so the entry is compared (and agrees) at a step below the distance instead of labelled
     offset = 2 * STEP_SCALE / 3
     x = np.array([0.4, -offset, 0.8])
     report = check_vjp(relu, lambda dy, x: dy * (x > 0), x, elementwise=True)
+    assert report.passed and not report.kinks, report
+    assert report["x"].steps[1] < offset
+
+
+def test_kink_closer_than_any_step_is_labelled():
+    x = np.array([0.4, -1e-14, 0.8])
+    report = check_vjp(relu, lambda dy, x: dy * (x > 0), x, elementwise=True)
     assert report.passed, report
     assert report.kinks == {"x": [(1,)]}
+
+
+def test_kink_does_not_excuse_a_value_outside_the_one_sided_slopes():
+    # at ReLU(0) the one-sided derivatives are 0 and dy: 3·dy is neither, and fails
+    x = np.array([0.4, 0.0, 0.8])
+    report = check_vjp(relu, lambda dy, x: dy * np.where(x == 0, 3.0, x > 0), x)
+    assert not report.passed and report["x"].failures == 1 and not report.kinks, report
 
 
 def test_max_tie_is_labelled_a_kink():

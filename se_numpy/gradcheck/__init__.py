@@ -43,9 +43,21 @@ signature: a constant ratio (a missing factor such as 1/(HW)), ratio −1 (a
 sign flip), analytical zero (a missing path), errors in some channels only,
 gradients swapped between inputs, a missing transpose.
 """
+import importlib
+
 from .check import check_module, check_vjp
 from .differences import STEP_SCALE, step_for
-from .report import DirectionResult, GradcheckReport, InvariantResult, TensorResult
+from .report import (DirectionResult, GradcheckReport, InvariantResult, MultiOutputReport,
+                     TensorResult)
 
-__all__ = ["check_vjp", "check_module", "GradcheckReport", "TensorResult", "DirectionResult",
-           "InvariantResult", "step_for", "STEP_SCALE"]
+__all__ = ["check_vjp", "check_module", "GradcheckReport", "MultiOutputReport", "TensorResult",
+           "DirectionResult", "InvariantResult", "step_for", "STEP_SCALE"]
+
+_ADAPTERS = ("torch", "jax")
+
+
+def __getattr__(name):
+    """``se_numpy.gradcheck.torch`` / ``.jax``: imported on first use, never at import time."""
+    if name in _ADAPTERS:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
