@@ -230,7 +230,7 @@ def _check_tensor(tester, result, options, rng):
         else:
             leaves.append(group)
     result.resolution = max((leaf.resolution for leaf in leaves if leaf.passed), default=np.inf)
-    failing = [g for g in directions if not g.passed]
+    failing = [g for g in leaves if not g.passed]      # a split may fail where its parent passed
     singles, unexplained = [], []
     located_budget = tester.tests + TESTS_PER_TENSOR + 2 * LOCATE * int(np.log2(size) + 2)
     if failing and options["elementwise"] == "auto":

@@ -42,8 +42,11 @@ float64);
 the pair with the smallest e_k + rounding bound wins, and the comparison is
 made at its smaller step:
 
-    |d(t_{k+1})| ≤ tolerance = SAFETY·(e_k + R_{k+1}) + floor,
+    |d(t_{k+1})| ≤ tolerance = SAFETY·(e + R_{k+1}) + floor,
+    e = max(e_k, e_{k+1}/RATIO, e_{k−1}/RATIO²)
 
+(the neighbouring pairs, scaled to rung k+1, keep one pair that agrees by
+chance from setting a tolerance below the noise),
 with R_{k+1} the rounding bound from the output magnitudes (each output taken
 to be correct to ROUNDING_ULPS units of its dtype) over the outputs that
 depend on the line. Which ones do is seen from one more evaluation, at a probe
@@ -213,6 +216,21 @@ def _pair_cost(coarse, fine):
     return _pair_error(coarse, fine) + fine.rounding
 
 
+def _robust_error(rungs, best):
+    """The error of d on rung best+1 from three pairs, not one (one may agree by chance).
+
+    e_best, and the neighbouring pairs scaled to rung best+1: the finer pair's
+    e_{best+1} is about RATIO × the rounding there, the coarser pair's e_{best−1}
+    about RATIO² × the truncation there.
+    """
+    error = _pair_error(rungs[best], rungs[best + 1])
+    if best + 2 < len(rungs):
+        error = max(error, _pair_error(rungs[best + 1], rungs[best + 2]) / RATIO)
+    if best >= 1:
+        error = max(error, _pair_error(rungs[best - 1], rungs[best]) / RATIO ** 2)
+    return error
+
+
 def _size(rung):
     return max(rung.magnitude, abs(rung.numerical), rung.slope_scale)
 
@@ -272,7 +290,7 @@ def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
             ascent += 1
         best = int(np.argmin(costs))
     coarse, fine = rungs[best], rungs[best + 1]
-    error = _pair_error(coarse, fine)
+    error = _robust_error(rungs, best)
     floor = (relative_floor(eps_gradient) * max(fine.magnitude, abs(fine.numerical))
              + SCALE_FLOOR * tensor_scale)
     tolerance = SAFETY * (error + fine.rounding) + floor
