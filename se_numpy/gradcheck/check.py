@@ -205,6 +205,11 @@ def _fill_entries(result, singles):
     result.steps = np.array([by_index[i].estimate.step for i in order])
 
 
+def _entries(result, flat, shown=4):
+    text = ", ".join(str(result.multi_index(i)) for i in flat[:shown])
+    return text + (", ..." if len(flat) > shown else "")
+
+
 def _direction_result(name, group, number):
     return DirectionResult(group.estimate.analytical, group.estimate.numerical, group.tolerance,
                            bool(group.kink), name=name, step=group.estimate.step,
@@ -245,6 +250,10 @@ def _check_tensor(tester, result, options, rng):
         for flat in _choose_entries(result.shape, budget_entries, rng):
             if int(flat) not in done:
                 singles.append(tester.test([int(flat)]))
+    together = None
+    kinks = np.array([int(s.flat[0]) for s in singles if s.kink], dtype=np.int64)
+    if kinks.size >= 2:
+        together = tester.kinks_together(kinks)
     if singles:
         _fill_entries(result, singles)
     result.tests = tester.tests
@@ -256,9 +265,17 @@ def _check_tensor(tester, result, options, rng):
             "the directional test failed (elementwise=False: run with elementwise=True "
             "or 'auto' to locate the entries)")
     elif unexplained and not result.failures:
+        group = unexplained[0]
         result.problem_directional = (
-            f"a directional test on {unexplained[0].size} entries failed but its halves agree: "
-            "an error spread thinly over many entries, or a step-dependent discrepancy")
+            f"a directional test on {group.size} entries ({_entries(result, group.flat)}) "
+            "failed but its halves agree: an error spread thinly over many entries")
+    elif together is not None and not together.passed and not together.kink:
+        result.problem_directional = (
+            f"each kink alone is explained, but moving the kink entries "
+            f"{_entries(result, together.flat)} up together is smooth and disagrees "
+            f"(analytical {together.estimate.analytical:.6g}, numerical "
+            f"{together.estimate.numerical:.6g}): gradients at a tie that do not add up, "
+            "such as a max's gradient sent to every tied entry")
     elif failed_directions and not result.failures and not result.compared:
         result.problem_directional = "the directional test failed but no entry was located"
     if tester.largest == 0.0 and all(g.passed for g in directions) and directions:

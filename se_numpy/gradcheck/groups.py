@@ -114,9 +114,10 @@ class TensorTester:
         weights = signs * self.rng.uniform(1.0, 2.0, size=flat.size) / self.sigma[flat]
         return weights / np.abs(weights).max()
 
-    def test(self, flat, top=None):
+    def test(self, flat, top=None, direction=None):
         flat = np.asarray(flat, dtype=np.int64)
-        direction = np.ones(1) if flat.size == 1 else self.direction(flat)
+        if direction is None:
+            direction = np.ones(1) if flat.size == 1 else self.direction(flat)
         line = Line(self.evaluate, self.arrays, self.position, flat, direction, self.gradient)
         estimate = line_estimate(line, self.y_center, self.dy, self.top if top is None else top,
                                  self.eps_out, self.eps_gradient, self.largest,
@@ -134,6 +135,18 @@ class TensorTester:
         smallest = float(contribution.min())
         resolution = tolerance / smallest if smallest > 0 else np.inf
         return GroupResult(flat, estimate, tolerance, resolution)
+
+    def kinks_together(self, kinks):
+        """All kink entries moved up together (v = 1 on them).
+
+        Each kink entry alone may be right (its analytical value is one of its
+        one-sided derivatives) while together they are not: a max whose gradient
+        goes to every tied entry gives 2·dy where moving both tied entries up
+        moves the max by exactly t (smooth, slope dy). Along v = 1 a consistent
+        choice (every ReLU gate at 0 closed, or every one open; the first
+        arg-max of each tie) stays between the one-sided slopes.
+        """
+        return self.test(kinks, direction=np.ones(len(kinks)))
 
     def split(self, flat):
         """Two halves: by magnitude when the group spans more than SPREAD, else by index."""
@@ -163,7 +176,8 @@ class TensorTester:
     def locate(self, result, limit, budget):
         """Depth-first halving of a failing (or kinked) group down to single entries.
 
-        Returns (single-entry results, groups that failed although both halves passed).
+        Returns (single-entry results, groups that failed although both halves passed:
+        an error spread thinly over many entries).
         """
         singles, unexplained, stack = [], [], [result]
         while stack and sum(not s.passed and not s.kink for s in singles) < limit:
@@ -175,7 +189,7 @@ class TensorTester:
                 continue
             halves = [self.test(half, self.local_top(group)) for half in self.split(group.flat)
                       if half.size]
-            if all(h.passed for h in halves) and not group.kink:
+            if not group.kink and all(h.passed for h in halves):
                 unexplained.append(group)
             stack += [h for h in reversed(halves) if not h.passed or h.size == 1]
         return singles, unexplained
