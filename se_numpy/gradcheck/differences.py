@@ -85,6 +85,9 @@ STEP_SCALE = EPS ** (1.0 / 3.0)     # ≈ 6.06e-6, the top rung for float64 outp
 RATIO = 4.0                         # rungs t, t/4, t/16, ...: truncation falls 16× per rung
 MAX_RUNGS = 16                      # 4^15 ≈ 1e9: from max(1,|x|)·6e-6 down to length scales 1e-15
 MAX_ASCENT = 4                      # up to 256 × the top rung when rounding dominates
+CREDIBLE = 2 * RATIO                # the next finer pair may err 8× more (rounding: RATIO×)
+PATIENCE = 2                        # rungs walked past the best pair before stopping
+ROUNDING_LIKE = 100                 # an error within 100× the rounding bound is rounding
 ASCENT_NEED = 10                    # ... and the top pair errs by more than 10·eps^(2/3)
 ROUNDING_ULPS = 16                  # how far each y_k may be off: f's own rounding
 SAFETY = 4                          # "a few times" the estimated error
@@ -216,6 +219,17 @@ def _pair_cost(coarse, fine):
     return _pair_error(coarse, fine) + fine.rounding
 
 
+def _credible_best(costs):
+    """The best pair whose finer neighbour errs at most CREDIBLE × as much, or None.
+
+    Between rungs rounding grows by RATIO and truncation falls by RATIO², so a
+    pair followed by one that errs far more agreed by accident (two steps
+    beyond the length scale where f is flat look alike).
+    """
+    credible = [k for k in range(len(costs) - 1) if costs[k + 1] <= CREDIBLE * costs[k]]
+    return min(credible, key=lambda k: costs[k]) if credible else None
+
+
 def _robust_error(rungs, best):
     """The error of d on rung best+1 from three pairs, not one (one may agree by chance).
 
@@ -275,20 +289,26 @@ def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
     else:
         rungs = [rung(top), rung(top / RATIO), rung(top / RATIO ** 2)]
         costs = [_pair_cost(rungs[0], rungs[1]), _pair_cost(rungs[1], rungs[2])]
-        # down while the finer pair is better (truncation still dominates)
-        while (costs[-1] < costs[-2] and len(rungs) < MAX_RUNGS
+        # down while one of the last PATIENCE pairs is the best so far (truncation, or
+        # a step beyond the function's length scale, still dominates)
+        while ((int(np.argmin(costs)) >= len(costs) - PATIENCE
+                or _credible_best(costs) is None) and len(rungs) < MAX_RUNGS
                and rungs[-1].step / RATIO > minimum_step):
             rungs.append(rung(rungs[-1].step / RATIO))
             costs.append(_pair_cost(rungs[-2], rungs[-1]))
-        # up while the top pair is the best one and still worse than a well-scaled
-        # function would give there (rounding beyond the output's own dtype)
+        # up while the top pair is the best one, still worse than a well-scaled function
+        # would give there, and as small as rounding: a top pair that errs far beyond
+        # rounding is a step beyond the length scale (tanh saturated), where going up
+        # finds pairs that agree only because f is flat there
         ascent = 0
         while (int(np.argmin(costs)) == 0 and costs[0] < costs[1] and ascent < MAX_ASCENT
-               and costs[0] > ASCENT_NEED * eps_out ** (2.0 / 3.0) * _size(rungs[1])):
+               and costs[0] > ASCENT_NEED * eps_out ** (2.0 / 3.0) * _size(rungs[1])
+               and costs[0] < ROUNDING_LIKE * max(rungs[1].rounding, rungs[0].rounding)):
             rungs.insert(0, rung(rungs[0].step * RATIO))
             costs.insert(0, _pair_cost(rungs[0], rungs[1]))
             ascent += 1
-        best = int(np.argmin(costs))
+        best = _credible_best(costs)
+        best = int(np.argmin(costs)) if best is None else best
     coarse, fine = rungs[best], rungs[best + 1]
     error = _robust_error(rungs, best)
     floor = (relative_floor(eps_gradient) * max(fine.magnitude, abs(fine.numerical))
