@@ -23,15 +23,15 @@ import numpy as np
 
 from .._validation import check_float_array, check_shape
 from . import invariants
-from .differences import RATIO, precision_of, top_step
+from .differences import precision_of, top_step
 from .groups import TensorTester
 from .hints import cross_tensor_hints, tensor_hint
 from .problems import FunctionProblem, GradientCountError, ModuleProblem, as_outputs
-from .report import DirectionResult, GradcheckReport, InvariantResult, TensorResult
+from .report import FILTERED, DirectionResult, GradcheckReport, InvariantResult, TensorResult
 
 FAILURE_SAMPLE = 64       # entries compared one by one on a failing tensor, for the hints
 LOCATE = 8                # bad entries located by halving before stopping
-TESTS_PER_TENSOR = 48     # group tests spent refining the resolution of one tensor
+TESTS_PER_TENSOR = 4      # group tests spent refining the resolution of one tensor
 
 
 # ----------------------------------------------------------------- argument checks
@@ -226,7 +226,7 @@ def _check_tensor(tester, result, options, rng):
     for number in range(options["directions"]):
         group = tester.test(everything)
         if number == 0:
-            tester.top = group.estimate.step * RATIO       # the step this tensor settled on
+            tester.top = group.estimate.step        # later tests start at the step found here
             result.step = group.estimate.step
         directions.append(group)
         result.directions.append(_direction_result(result.name, group, number + 1))
@@ -341,7 +341,7 @@ def _run(problem, options):
         if name in shape_problems:
             continue
         if not _selected(name, options):
-            result.untested = "not tested: left out by only=/skip="
+            result.untested = f"not tested: {FILTERED}"
             continue
         scale = float(np.abs(arrays[position]).max(initial=0.0))
         tester = TensorTester(evaluator.outputs, arrays, position, gradients[position], y_flat,

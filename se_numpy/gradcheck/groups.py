@@ -24,8 +24,10 @@ is sure to catch (r_j ≥ 1 makes the bound hold for every sign). A group whose
 resolution is worse than the target is split (``refine``), up to a budget of
 tests per tensor; the report prints the resolution reached.
 
-Locating. When a group fails, its halves are tested, and the failing halves
-split again, depth first, until single entries: about log2(n) tests per bad
+Locating. When a group fails, its halves are tested along the parent's
+direction restricted to each half (so a wrong entry's contribution <e, v>
+lands whole in the half that holds it), and the failing halves split again,
+depth first, until single entries: about log2(n) tests per bad
 entry instead of one element-wise stencil per entry. A single entry is an
 ordinary element-wise comparison, with its own ladder and kink test.
 """
@@ -37,6 +39,11 @@ from .differences import PROBE_SCALE, line_estimate, user_tolerance
 
 TAU = 1e-9            # gradients below 1e-9 of the tensor's largest are judged at that scale
 SPREAD = 1e3          # a group spanning more than 1000× in |g| is split by magnitude
+
+
+def _rescaled(direction):
+    """The same direction up to a factor, with largest component 1 (the step's unit)."""
+    return direction / np.abs(direction).max()
 
 
 class Line:
@@ -69,11 +76,12 @@ class Line:
 
 @dataclass
 class GroupResult:
-    """One directional test on a group of entries."""
+    """One directional test on a group of entries (``direction``: v on ``flat``)."""
     flat: np.ndarray
     estimate: object
     tolerance: float
     resolution: float
+    direction: np.ndarray = None
 
     @property
     def error(self):
@@ -134,7 +142,7 @@ class TensorTester:
             2 * estimate.step)
         smallest = float(contribution.min())
         resolution = tolerance / smallest if smallest > 0 else np.inf
-        return GroupResult(flat, estimate, tolerance, resolution)
+        return GroupResult(flat, estimate, tolerance, resolution, direction)
 
     def kinks_together(self, kinks):
         """All kink entries moved up together (v = 1 on them).
@@ -149,13 +157,14 @@ class TensorTester:
         return self.test(kinks, direction=np.ones(len(kinks)))
 
     def split(self, flat):
-        """Two halves: by magnitude when the group spans more than SPREAD, else by index."""
+        """Two boolean masks over ``flat``: by magnitude when the group spans more than
+        SPREAD, else by index (first and second half)."""
         sigma = self.sigma[flat]
         if sigma.max() > SPREAD * sigma.min():
-            threshold = np.sqrt(sigma.max() * sigma.min())
-            return [flat[sigma >= threshold], flat[sigma < threshold]]
-        middle = flat.size // 2
-        return [flat[:middle], flat[middle:]]
+            upper = sigma >= np.sqrt(sigma.max() * sigma.min())
+        else:
+            upper = np.arange(flat.size) < flat.size // 2
+        return [upper, ~upper]
 
     def refine(self, result, target, budget):
         """Split passing groups until each resolves ``target`` or ``budget`` tests are spent."""
@@ -164,14 +173,11 @@ class TensorTester:
             group = pending.pop(0)
             if group.passed and group.size > 1 and group.resolution > target and (
                     self.tests + 2 <= budget):
-                pending += [self.test(half, self.local_top(group)) for half in self.split(group.flat)]
+                pending += [self.test(group.flat[half], self.top)
+                            for half in self.split(group.flat)]
             else:
                 leaves.append(group)
         return leaves
-
-    def local_top(self, group):
-        """A split group starts where the tensor's first test settled (never compounding)."""
-        return self.top
 
     def locate(self, result, limit, budget):
         """Depth-first halving of a failing (or kinked) group down to single entries.
@@ -187,8 +193,12 @@ class TensorTester:
                 continue
             if group.passed or self.tests + 2 > budget:
                 continue
-            halves = [self.test(half, self.local_top(group)) for half in self.split(group.flat)
-                      if half.size]
+            # the parent's direction restricted to each half: an error's contribution
+            # <e, v> then lands whole in the half that holds it (true group testing)
+            # (a single entry is an element-wise comparison: unit direction)
+            halves = [self.test(group.flat[half], self.top,
+                                _rescaled(group.direction[half]) if half.sum() > 1 else None)
+                      for half in self.split(group.flat) if half.any()]
             if not group.kink and all(h.passed for h in halves):
                 unexplained.append(group)
             stack += [h for h in reversed(halves) if not h.passed or h.size == 1]
