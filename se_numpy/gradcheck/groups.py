@@ -182,24 +182,32 @@ class TensorTester:
     def locate(self, result, limit, budget):
         """Depth-first halving of a failing (or kinked) group down to single entries.
 
-        Returns (single-entry results, groups that failed although both halves passed:
-        an error spread thinly over many entries).
+        When both halves of a failing group pass (tolerances are estimates, and
+        noisy near kinks), the half closest to failing is followed anyway.
+        Returns (single-entry results, groups that failed although both halves
+        passed and the followed path found no bad entry: an error spread thinly
+        over many entries).
         """
-        singles, unexplained, stack = [], [], [result]
+        singles, unexplained, stack = [], [], [(result, False)]
         while stack and sum(not s.passed and not s.kink for s in singles) < limit:
-            group = stack.pop()
+            group, followed = stack.pop()
             if group.size == 1:
                 singles.append(group)
                 continue
-            if group.passed or self.tests + 2 > budget:
+            if (group.passed and not followed) or self.tests + 2 > budget:
                 continue
             # the parent's direction restricted to each half: an error's contribution
-            # <e, v> then lands whole in the half that holds it (true group testing)
-            # (a single entry is an element-wise comparison: unit direction)
+            # <e, v> then lands whole in the half that holds it (true group testing);
+            # a single entry is an element-wise comparison (unit direction)
             halves = [self.test(group.flat[half], self.top,
                                 _rescaled(group.direction[half]) if half.sum() > 1 else None)
                       for half in self.split(group.flat) if half.any()]
             if not group.kink and all(h.passed for h in halves):
                 unexplained.append(group)
-            stack += [h for h in reversed(halves) if not h.passed or h.size == 1]
+                closest = max(halves, key=lambda h: h.error / max(h.tolerance, 1e-300))
+                stack.append((closest, True))
+                continue
+            stack += [(h, False) for h in reversed(halves) if not h.passed or h.size == 1]
+        if any(not s.passed and not s.kink for s in singles):
+            unexplained = []
         return singles, unexplained
