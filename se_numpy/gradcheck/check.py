@@ -30,6 +30,7 @@ from .problems import FunctionProblem, GradientCountError, ModuleProblem, as_out
 from .report import FILTERED, DirectionResult, GradcheckReport, InvariantResult, TensorResult
 
 FAILURE_SAMPLE = 64       # entries compared one by one on a failing tensor, for the hints
+SMALL_TENSOR = 64         # ... and compared entry by entry if still unresolved
 LOCATE = 8                # bad entries located by halving before stopping
 TESTS_PER_TENSOR = 4      # group tests spent refining the resolution of one tensor
 
@@ -243,7 +244,12 @@ def _check_tensor(tester, result, options, rng):
             found, lost = tester.locate(group, LOCATE, located_budget)
             singles += found
             unexplained += lost
-    if options["elementwise"] is True or (failing and options["elementwise"] == "auto"):
+    # a small tensor the directional tests could not resolve to the target is cheap to
+    # compare entry by entry (the strongest guarantee)
+    unresolved = (result.resolution > options["target"] and size <= SMALL_TENSOR
+                  and not user_tolerance and options["elementwise"] == "auto")
+    if options["elementwise"] is True or (
+            (failing or unresolved) and options["elementwise"] == "auto"):
         budget_entries = (options["max_entries"] if options["elementwise"] is True
                           else min(options["max_entries"], FAILURE_SAMPLE))
         done = {int(s.flat[0]) for s in singles}
