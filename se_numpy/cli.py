@@ -4,6 +4,7 @@
     se-numpy train         train a model from the registry (see --help)
     se-numpy evaluate      evaluate a run directory or checkpoint
     se-numpy gradcheck     check every differentiable operation against finite differences
+    se-numpy reference     write float64 reference vectors for checking another implementation
     se-numpy models        parameters and GFLOPs of the paper's Table 2 models
     se-numpy bench         kernel speed against the measured memory bandwidth
 """
@@ -12,7 +13,8 @@ import importlib
 import sys
 
 # Modules that register subcommands through ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table")
+_COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table",
+                    "se_numpy.reference")
 
 
 def _parse_shape(text):
