@@ -510,3 +510,12 @@ def test_tensor_results_also_read_like_dictionaries():
     assert result["passed"] is False and result["checked"] == 6 and result["shape"] == (2, 3)
     with pytest.raises(KeyError):
         result["no such field"]
+
+
+def test_report_of_a_missing_mean_factor_prints_the_lesson():
+    # the example report of docs/gradcheck.md: run with -s to see it
+    report = check_vjp(spatial_mean, spatial_mean_vjp_missing_factor, random((2, 3, 4, 4)))
+    print(report)
+    text = str(report)
+    assert not report.passed and "× 16" in report["x"].hint
+    assert "bad entries: (0, 0, 0, 0)" in text and "cost:" in text and "step" in text

@@ -194,7 +194,14 @@ def _shape_problems(names, arrays, gradients):
             for name, a, g in zip(names, arrays, gradients) if np.shape(g) != a.shape}
 
 
-def _fill_entries(result, singles):
+def _tolerance_rule(options):
+    if options["rtol"] is None and options["atol"] is None:
+        return "4 × (ladder error estimate + rounding bound) + floor"
+    return (f"atol + rtol·|numerical| with atol={options['atol'] or 0:g}, "
+            f"rtol={options['rtol'] or 0:g}")
+
+
+def _fill_entries(result, singles, rule):
     """The element-wise arrays of ``result`` from single-entry tests, in index order."""
     by_index = {int(s.flat[0]): s for s in singles}
     order = sorted(by_index)
@@ -204,6 +211,7 @@ def _fill_entries(result, singles):
     result.tolerance = np.array([by_index[i].tolerance for i in order])
     result.kink = np.array([by_index[i].kink for i in order], dtype=bool)
     result.steps = np.array([by_index[i].estimate.step for i in order])
+    result.tolerance_rule = rule
 
 
 def _entries(result, flat, shown=4):
@@ -238,30 +246,35 @@ def _check_tensor(tester, result, options, rng):
     result.resolution = max((leaf.resolution for leaf in leaves if leaf.passed), default=np.inf)
     failing = [g for g in leaves if not g.passed]      # a split may fail where its parent passed
     singles, unexplained = [], []
-    located_budget = tester.tests + TESTS_PER_TENSOR + 2 * LOCATE * int(np.log2(size) + 2)
-    if failing and options["elementwise"] == "auto":
-        for group in failing:
-            found, lost = tester.locate(group, LOCATE, located_budget)
-            singles += found
-            unexplained += lost
+    auto = options["elementwise"] == "auto"
     # a small tensor the directional tests could not resolve to the target is cheap to
     # compare entry by entry (the strongest guarantee)
     unresolved = (result.resolution > options["target"] and size <= SMALL_TENSOR
-                  and not user_tolerance and options["elementwise"] == "auto")
-    if options["elementwise"] is True or (
-            (failing or unresolved) and options["elementwise"] == "auto"):
+                  and not user_tolerance and auto)
+    if options["elementwise"] is True or (auto and (failing or unresolved)):
         budget_entries = (options["max_entries"] if options["elementwise"] is True
                           else min(options["max_entries"], FAILURE_SAMPLE))
+        singles += [tester.test([int(flat)])
+                    for flat in _choose_entries(result.shape, budget_entries, rng)]
+    # a sample that shows what failed (a dense error, the kinks) is enough; a sparse error
+    # that the sample missed is found by halving
+    sample_failed = any(not s.passed and not s.kink for s in singles)
+    sample_kinked = any(s.kink for s in singles)
+    explained = sample_failed or (sample_kinked and all(g.kink for g in failing))
+    if failing and auto and not explained:
+        budget = tester.tests + 2 * LOCATE * int(np.log2(size) + 2)
         done = {int(s.flat[0]) for s in singles}
-        for flat in _choose_entries(result.shape, budget_entries, rng):
-            if int(flat) not in done:
-                singles.append(tester.test([int(flat)]))
+        for group in failing:
+            found, lost = tester.locate(group, LOCATE, budget)
+            singles += [s for s in found if int(s.flat[0]) not in done]
+            done |= {int(s.flat[0]) for s in found}
+            unexplained += lost
     together = None
     kinks = np.array([int(s.flat[0]) for s in singles if s.kink], dtype=np.int64)
     if kinks.size >= 2:
         together = tester.kinks_together(kinks)
     if singles:
-        _fill_entries(result, singles)
+        _fill_entries(result, singles, _tolerance_rule(options))
     result.tests = tester.tests
     result.located = sorted({result.multi_index(s.flat[0]) for s in singles
                              if not s.passed and not s.kink})

@@ -85,7 +85,7 @@ class TensorResult:
     step: float = float("nan")   # the step the tensor's directional test settled on
     resolution: float = float("inf")   # relative error of one entry sure to be caught
     tests: int = 0               # directional tests spent on this tensor (groups and entries)
-    located: list = field(default_factory=list)   # bad entries found by halving
+    located: list = field(default_factory=list)   # bad entries found (sample or halving)
     untested: str = None         # why nothing about this tensor was tested
     problem_directional: str = None   # a directional failure no entry explains
     directions: list = field(default_factory=list)
@@ -172,8 +172,10 @@ class TensorResult:
         if self.untested:
             return [f"{header}: WARNING {self.untested}"]
         summary = (f"step {self.step:.3g}, {self.tests} directional test"
-                   f"{'s' if self.tests != 1 else ''}, a single wrong entry is seen from a "
-                   f"relative error of {self.resolution:.1e}")
+                   f"{'s' if self.tests != 1 else ''}, " + (
+                       f"a single wrong entry is seen from a relative error of "
+                       f"{self.resolution:.1e}" if np.isfinite(self.resolution) else
+                       "no resolution: no directional test passed"))
         if not self.compared:
             if self.problem_directional:
                 return [f"{header}: FAILED", f"    {self.problem_directional}",
@@ -203,7 +205,8 @@ class TensorResult:
                          f"not compared): {shown}{more}")
         if self.located:
             shown = ", ".join(str(index) for index in self.located[:8])
-            lines.append(f"    located by halving: {shown}")
+            more = f" and {len(self.located) - 8} more" if len(self.located) > 8 else ""
+            lines.append(f"    bad entries: {shown}{more}")
         if self.problem_directional:
             lines.append(f"    {self.problem_directional}")
         if self.hint:
