@@ -519,3 +519,28 @@ def test_report_of_a_missing_mean_factor_prints_the_lesson():
     text = str(report)
     assert not report.passed and "× 16" in report["x"].hint
     assert "bad entries: (0, 0, 0, 0)" in text and "cost:" in text and "step" in text
+
+
+def test_progress_lines_go_to_stderr(capsys):
+    check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, dy * a),
+              (random(3, 1), random(3, 2)), names=("a", "b"), progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in err] == ["1/2 a", "2/2 b"]
+
+
+@pytest.mark.parametrize("options, error", [
+    (dict(step=0.0), ValueError), (dict(step={"y": 1e-3}), ValueError),
+    (dict(step=(1e-3, 1e-3)), ValueError), (dict(only="x"), TypeError),
+    (dict(progress="sometimes"), ValueError),
+])
+def test_bad_new_options_raise(options, error):
+    with pytest.raises(error):
+        check_vjp(np.tanh, lambda dy, x: dy * (1 - np.tanh(x) ** 2), random(3), **options)
+
+
+def test_only_and_skip_filter_inputs_by_name():
+    report = check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, 2 * dy * a),
+                       (random(3, 1), random(3, 2)), names=("a", "b"), skip=["b"])
+    assert report.passed and "b" in report.untested and "left out" in str(report)
+    assert not check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, 2 * dy * a),
+                         (random(3, 1), random(3, 2)), names=("a", "b"), only=["b"]).passed

@@ -23,7 +23,7 @@ import numpy as np
 
 from .._validation import check_float_array, check_shape
 from . import invariants
-from .differences import precision_of, top_step
+from .differences import FIRST_PATIENCE, PATIENCE, precision_of, top_step
 from .groups import TensorTester
 from .hints import cross_tensor_hints, tensor_hint
 from .problems import FunctionProblem, GradientCountError, ModuleProblem, as_outputs
@@ -233,7 +233,7 @@ def _check_tensor(tester, result, options, rng):
     user_tolerance = options["rtol"] is not None or options["atol"] is not None
     budget = tester.tests + TESTS_PER_TENSOR
     for number in range(options["directions"]):
-        group = tester.test(everything)
+        group = tester.test(everything, patience=FIRST_PATIENCE if number == 0 else PATIENCE)
         if number == 0:
             tester.top = group.estimate.step        # later tests start at the step found here
             result.step = group.estimate.step
@@ -283,6 +283,9 @@ def _check_tensor(tester, result, options, rng):
         result.problem_directional = (
             "the directional test failed (elementwise=False: run with elementwise=True "
             "or 'auto' to locate the entries)")
+    elif unexplained and not result.failures and result.checked == size:
+        result.notes.append("a directional test failed but every entry compared one by one "
+                            "agrees: the complete element-wise comparison overrules it")
     elif unexplained and not result.failures:
         group = unexplained[0]
         result.problem_directional = (

@@ -87,6 +87,7 @@ MAX_RUNGS = 16                      # 4^15 ≈ 1e9: from max(1,|x|)·6e-6 down t
 MAX_ASCENT = 4                      # up to 256 × the top rung when rounding dominates
 CREDIBLE = 2 * RATIO                # the next finer pair may err 8× more (rounding: RATIO×)
 PATIENCE = 1                        # pairs walked past the best one before stopping
+FIRST_PATIENCE = 3                  # ... on a tensor's first ladder, from the generic top
 ROUNDING_LIKE = 100                 # an error within 100× the rounding bound is rounding
 ASCENT_NEED = 10                    # ... and the top pair errs by more than 10·eps^(2/3)
 ROUNDING_ULPS = 16                  # how far each y_k may be off: f's own rounding
@@ -265,7 +266,8 @@ def _is_kink(rungs, chosen, tolerance):
 
 
 def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
-                  fixed_step=None, kink_check=True, minimum_step=0.0, probe_step=None):
+                  fixed_step=None, kink_check=True, minimum_step=0.0, probe_step=None,
+                  patience=PATIENCE):
     """Walk the ladder along ``line`` (module docstring) and compare at the best pair of rungs.
 
     Args:
@@ -276,6 +278,8 @@ def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
         fixed_step: the caller's step h: rungs 2h and h only.
         minimum_step: no rung below this (points no longer distinct).
         probe_step: where the dependent outputs are probed (None: every output counts).
+        patience: pairs walked past the best one (more for a tensor's first test,
+            whose top rung comes from a generic rule, not from the function).
     """
     dependent = (np.ones(y_center.shape, dtype=bool) if probe_step is None
                  else dependent_outputs(line, y_center, probe_step))
@@ -291,7 +295,7 @@ def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
         costs = [_pair_cost(rungs[0], rungs[1]), _pair_cost(rungs[1], rungs[2])]
         # down while one of the last PATIENCE pairs is the best so far (truncation, or
         # a step beyond the function's length scale, still dominates)
-        while ((int(np.argmin(costs)) >= len(costs) - PATIENCE
+        while ((int(np.argmin(costs)) >= len(costs) - patience
                 or _credible_best(costs) is None) and len(rungs) < MAX_RUNGS
                and rungs[-1].step / RATIO > minimum_step):
             rungs.append(rung(rungs[-1].step / RATIO))

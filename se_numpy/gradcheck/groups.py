@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .differences import PROBE_SCALE, line_estimate, user_tolerance
+from .differences import PATIENCE, PROBE_SCALE, line_estimate, user_tolerance
 
 TAU = 1e-9            # gradients below 1e-9 of the tensor's largest are judged at that scale
 SPREAD = 1e3          # a group spanning more than 1000× in |g| is split by magnitude
@@ -122,7 +122,7 @@ class TensorTester:
         weights = signs * self.rng.uniform(1.0, 2.0, size=flat.size) / self.sigma[flat]
         return weights / np.abs(weights).max()
 
-    def test(self, flat, top=None, direction=None):
+    def test(self, flat, top=None, direction=None, patience=PATIENCE):
         flat = np.asarray(flat, dtype=np.int64)
         if direction is None:
             direction = np.ones(1) if flat.size == 1 else self.direction(flat)
@@ -132,7 +132,8 @@ class TensorTester:
                                  fixed_step=self.options["step_for"](self.position),
                                  kink_check=self.options["kink_check"],
                                  minimum_step=self.minimum_step,
-                                 probe_step=PROBE_SCALE * max(1.0, float(np.abs(line.base).max())))
+                                 probe_step=PROBE_SCALE * max(1.0, float(np.abs(line.base).max())),
+                                 patience=patience)
         self.tests += 1
         tolerance = estimate.tolerance
         if self.options["rtol"] is not None or self.options["atol"] is not None:

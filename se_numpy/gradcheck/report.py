@@ -89,6 +89,7 @@ class TensorResult:
     untested: str = None         # why nothing about this tensor was tested
     problem_directional: str = None   # a directional failure no entry explains
     directions: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     @property
     def size(self):
@@ -209,6 +210,7 @@ class TensorResult:
             lines.append(f"    bad entries: {shown}{more}")
         if self.problem_directional:
             lines.append(f"    {self.problem_directional}")
+        lines += [f"    {note}" for note in self.notes]
         if self.hint:
             lines.append(f"    hint: {self.hint}")
         return lines
