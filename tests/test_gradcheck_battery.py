@@ -16,6 +16,8 @@ import pytest
 
 from se_numpy import functional as F
 from se_numpy.gradcheck import check_vjp
+from test_gradcheck import softmax, softmax_vjp
+from test_gradcheck_reproducers import layer_norm, layer_norm_vjp, tanh32, tanh32_vjp
 
 
 def random(shape, seed=0):
@@ -82,32 +84,12 @@ case("tanh 2x8x16x16, 1 % in one entry", np.tanh, one_wrong_entry, random((2, 8,
 case("tanh 2x8x16x16", np.tanh, tanh_vjp, random((2, 8, 16, 16)), True)
 
 
-# float32 inside
-def tanh32(x):
-    return np.tanh(x.astype(np.float32))
-
-
-def tanh32_vjp(dy, x, factor=1.0):
-    y = np.tanh(x.astype(np.float32))
-    return (factor * dy.astype(np.float32) * (1 - y * y)).astype(np.float32)
-
-
 case("float32 tanh", tanh32, tanh32_vjp, random((3, 5)).astype(np.float32), True)
 case("float32 tanh, 1 % factor", tanh32, lambda dy, x: tanh32_vjp(dy, x, 1.01),
      random((3, 5)).astype(np.float32), False)
 
 
 # ----------------------------------------------------------------- reductions and layers
-def softmax(x):
-    e = np.exp(x - x.max(axis=1, keepdims=True))
-    return e / e.sum(axis=1, keepdims=True)
-
-
-def softmax_vjp(dy, x):
-    y = softmax(x)
-    return y * (dy - np.sum(y * dy, axis=1, keepdims=True))
-
-
 case("softmax", softmax, softmax_vjp, random((3, 5)), True)
 case("softmax, saturated", softmax, softmax_vjp, 30 * random((3, 5)), True)
 case("softmax, sum over the wrong axis", softmax,
@@ -142,18 +124,6 @@ case("matmul, missing transpose", lambda x, w: x @ w, lambda dy, x, w: (dy @ w.T
      (random((3, 4), 11), random((4, 4), 12)), False)
 case("product, gradients swapped", lambda a, b: a * b, lambda dy, a, b: (dy * a, dy * b),
      (random((3, 3), 1), random((3, 3), 2)), False)
-
-
-def layer_norm(x):
-    centred = x - x.mean()
-    return centred / np.sqrt(np.mean(centred ** 2))
-
-
-def layer_norm_vjp(dy, x):
-    centred = x - x.mean()
-    sigma = np.sqrt(np.mean(centred ** 2))
-    y = centred / sigma
-    return (dy - dy.mean() - y * np.mean(dy * y)) / sigma
 
 
 case("layer norm at 1e6", layer_norm, layer_norm_vjp, 1e6 + random(6, 5), True)

@@ -313,7 +313,7 @@ def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
             ascent += 1
         best = _credible_best(costs)
         best = int(np.argmin(costs)) if best is None else best
-    coarse, fine = rungs[best], rungs[best + 1]
+    fine = rungs[best + 1]
     error = _robust_error(rungs, best)
     floor = (relative_floor(eps_gradient) * max(fine.magnitude, abs(fine.numerical))
              + SCALE_FLOOR * tensor_scale)

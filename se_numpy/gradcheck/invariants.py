@@ -106,7 +106,6 @@ def shapes_and_dtypes(names, inputs, gradients, who="vjp"):
 def accumulation(first, second, names):
     """Backward twice without zero_grad adds twice: p.grad after the second = 2 × after the first."""
     expected = [2.0 * g for g in first]
-    difference = _max_difference(second, expected)
     bound = LINEARITY_RTOL * _largest(expected)
     wrong = [name for name, s, e in zip(names, second, expected)
              if float(np.abs(s - e).max(initial=0.0)) > bound]
