@@ -544,3 +544,33 @@ def test_only_and_skip_filter_inputs_by_name():
     assert report.passed and "b" in report.untested and "left out" in str(report)
     assert not check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, 2 * dy * a),
                          (random(3, 1), random(3, 2)), names=("a", "b"), only=["b"]).passed
+
+
+class ReluAffine(Module):
+    """y = relu(x·w + b), x (N, 2), w (2, 1), b (1,): dead for every row of the x below."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(np.ones((2, 1)))
+        self.b = Parameter(np.array([2.2]))
+
+    def forward(self, x):
+        self._cache = x
+        self._gate = (x @ self.w.data + self.b.data) > 0
+        return np.maximum(x @ self.w.data + self.b.data, 0)
+
+    def backward(self, dy):
+        x = _require_cache(self)
+        gated = dy * self._gate
+        self.w.accumulate(x.T @ gated)
+        self.b.accumulate(gated.sum(axis=0))
+        return gated @ self.w.data.T
+
+
+def test_check_module_redraws_inputs_for_tensors_with_zero_gradient():
+    x = np.array([[-1.0, -2.0], [-1.5, -1.0], [-2.0, -0.9]])    # every row sums below -2.2
+    stuck = check_module(ReluAffine(), x, redraw=0)
+    assert stuck.passed and set(stuck.untested) == {"x", "w", "b"}
+    report = check_module(ReluAffine(), x)                     # default: 2 new draws like x
+    assert report.passed and not report.untested, report
+    assert "tested at input draw" in str(report)

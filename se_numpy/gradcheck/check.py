@@ -465,7 +465,7 @@ def check_vjp(f, vjp, inputs, *, names=None, dy=None, seed=0, elementwise="auto"
 def check_module(module, x, *, dy=None, seed=0, mode=None, elementwise="auto",
                  max_entries=500, rtol=None, atol=None, raise_on_fail=False, kink_check=True,
                  directions=1, invariants=True, step=None, only=None, skip=None,
-                 progress="auto"):
+                 progress="auto", redraw=2):
     """Check a Module's dL/dx and every named parameter's gradient in one call.
 
     Works on a deep copy of ``module`` cast to float64 (``module.astype``), so
@@ -487,6 +487,10 @@ def check_module(module, x, *, dy=None, seed=0, mode=None, elementwise="auto",
         mode: None (keep the module's train/eval mode), "train" or "eval".
         only, skip: name patterns over "x" and the parameter names
             (``only=["layer3.*"]``, ``skip=["*.bn*"]``).
+        redraw: for tensors whose gradient is exactly 0 at x (a ReLU dead for
+            every sample), check them again at up to this many new inputs
+            drawn like x (same mean and spread, seeded); those still at 0 are
+            reported as not tested.
         Other arguments as in ``check_vjp``.
     """
     options = _options(dy=dy, seed=seed, elementwise=elementwise, max_entries=max_entries,
@@ -495,4 +499,32 @@ def check_module(module, x, *, dy=None, seed=0, mode=None, elementwise="auto",
                        step=step, only=only, skip=skip, progress=progress)
     _check_options(options, mode)
     check_float_array(x, "x", finite=True)
-    return _run(ModuleProblem(module, x, mode), options)
+    if not isinstance(redraw, (int, np.integer)) or isinstance(redraw, bool) or redraw < 0:
+        raise ValueError(f"redraw: expected an int >= 0, got {redraw!r}")
+    report = _run(ModuleProblem(module, x, mode), dict(options, raise_on_fail=False))
+    _redraw_untested(report, module, x, mode, options, redraw)
+    if options["raise_on_fail"] and not report.passed:
+        raise AssertionError(str(report))
+    return report
+
+
+def _redraw_untested(report, module, x, mode, options, redraw):
+    """Check tensors whose gradient is 0 at x again at new inputs drawn like x."""
+    rng = np.random.default_rng([options["seed"], 1])
+    for draw in range(1, redraw + 1):
+        zero = [name for name, reason in report.untested.items() if "gradient is 0" in reason]
+        if not zero:
+            return
+        new_x = (x.mean() + x.std() * rng.standard_normal(x.shape)).astype(x.dtype)
+        again = _run(ModuleProblem(module, new_x, mode),
+                     dict(options, only=zero, skip=None, invariants=False, dy=None,
+                          raise_on_fail=False, progress=False))
+        for name in zero:
+            result = again.tensors[name]
+            if result.untested is None:
+                result.notes.append(f"tested at input draw {draw} (its gradient is 0 at the "
+                                    "given x)")
+                report.tensors[name] = result
+        report.evaluations = tuple(a + b for a, b in zip(report.evaluations, again.evaluations))
+    report.failure_reasons.clear()
+    _decide(report)
