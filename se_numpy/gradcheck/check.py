@@ -9,7 +9,9 @@
 3. Per tensor, a directional test on all its entries at once (``groups.py``),
    on a ladder of steps that finds the function's own step (``differences.py``).
    A test that cannot resolve a small relative error in every entry is split
-   until it can (or its budget is spent); the resolution reached is reported.
+   until it can (or its budget is spent); the resolution reached is reported,
+   and unresolved tensors are compared entry by entry while a budget of
+   FALLBACK_ENTRIES entries per check lasts.
 4. When a tensor's test fails or meets a kink (``elementwise="auto"``), its
    halves are tested down to the bad entries (group testing), and a sample of
    entries is compared one by one for the hints; ``elementwise=True`` compares
@@ -30,7 +32,7 @@ from .problems import FunctionProblem, GradientCountError, ModuleProblem, as_out
 from .report import FILTERED, DirectionResult, GradcheckReport, InvariantResult, TensorResult
 
 FAILURE_SAMPLE = 64       # entries compared one by one on a failing tensor, for the hints
-SMALL_TENSOR = 64         # ... and compared entry by entry if still unresolved
+FALLBACK_ENTRIES = 64     # ... and unresolved tensors compared entry by entry, 64 per check
 LOCATE = 8                # bad entries located by halving before stopping
 TESTS_PER_TENSOR = 4      # group tests spent refining the resolution of one tensor
 
@@ -249,8 +251,10 @@ def _check_tensor(tester, result, options, rng):
     auto = options["elementwise"] == "auto"
     # a small tensor the directional tests could not resolve to the target is cheap to
     # compare entry by entry (the strongest guarantee)
-    unresolved = (result.resolution > options["target"] and size <= SMALL_TENSOR
+    unresolved = (result.resolution > options["target"] and size <= options["fallback_left"]
                   and not user_tolerance and auto)
+    if unresolved and not failing:
+        options["fallback_left"] -= size
     if options["elementwise"] is True or (auto and (failing or unresolved)):
         budget_entries = (options["max_entries"] if options["elementwise"] is True
                           else min(options["max_entries"], FAILURE_SAMPLE))
@@ -357,6 +361,7 @@ def _run(problem, options):
     y_flat = y_center.reshape(-1)
     dy_flat = dy.reshape(-1)
     options["step_for"] = _step_lookup(options["step"], names)
+    options["fallback_left"] = FALLBACK_ENTRIES
     progress = _Progress(options["progress"], len(names))
     for position, name in enumerate(names):
         result = report.tensors[name]
