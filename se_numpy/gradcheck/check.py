@@ -282,19 +282,19 @@ def _check_tensor(tester, result, options, rng):
     result.tests = tester.tests
     result.located = sorted({result.multi_index(s.flat[0]) for s in singles
                              if not s.passed and not s.kink})
-    failed_directions = [g for g in failing if not g.kink]
-    if failed_directions and not singles:
+    _explain_directional(result, [g for g in failing if not g.kink], unexplained, together,
+                         bool(singles))
+    if tester.largest == 0.0 and all(g.passed for g in directions) and directions:
+        result.untested = "not tested: its gradient is 0 here; try another input"
+
+
+def _explain_directional(result, failed, unexplained, together, compared):
+    """A directional failure that no entry explains is a failure of its own (or overruled)."""
+    complete = result.checked == result.size
+    if failed and not compared:
         result.problem_directional = (
             "the directional test failed (elementwise=False: run with elementwise=True "
             "or 'auto' to locate the entries)")
-    elif unexplained and not result.failures and result.checked == size:
-        result.notes.append("a directional test failed but every entry compared one by one "
-                            "agrees: the complete element-wise comparison overrules it")
-    elif unexplained and not result.failures:
-        group = unexplained[0]
-        result.problem_directional = (
-            f"a directional test on {group.size} entries ({_entries(result, group.flat)}) "
-            "failed but its halves agree: an error spread thinly over many entries")
     elif together is not None and not together.passed and not together.kink:
         result.problem_directional = (
             f"each kink alone is explained, but moving the kink entries "
@@ -302,10 +302,17 @@ def _check_tensor(tester, result, options, rng):
             f"(analytical {together.estimate.analytical:.6g}, numerical "
             f"{together.estimate.numerical:.6g}): gradients at a tie that do not add up, "
             "such as a max's gradient sent to every tied entry")
-    elif failed_directions and not result.failures and not result.compared:
-        result.problem_directional = "the directional test failed but no entry was located"
-    if tester.largest == 0.0 and all(g.passed for g in directions) and directions:
-        result.untested = "not tested: its gradient is 0 here; try another input"
+    elif failed and not result.failures and complete:
+        result.notes.append("a directional test failed but every entry compared one by one "
+                            "agrees: the complete element-wise comparison overrules it")
+    elif failed and not result.failures and unexplained:
+        group = unexplained[0]
+        result.problem_directional = (
+            f"a directional test on {group.size} entries ({_entries(result, group.flat)}) "
+            "failed but its halves agree: an error spread thinly over many entries")
+    elif failed and not result.failures:
+        result.problem_directional = ("the directional test failed but no entry was located "
+                                      "(raise max_entries or use elementwise=True)")
 
 
 def _run(problem, options):
@@ -408,10 +415,6 @@ def _decide(report):
             reasons.append(f"{result.name}: {result.problem_directional}")
 
 
-def _options(**values):
-    return dict(values)
-
-
 def check_vjp(f, vjp, inputs, *, names=None, dy=None, seed=0, elementwise="auto",
               max_entries=500, rtol=None, atol=None, raise_on_fail=False, kink_check=True,
               directions=1, invariants=True, step=None, only=None, skip=None,
@@ -451,10 +454,10 @@ def check_vjp(f, vjp, inputs, *, names=None, dy=None, seed=0, elementwise="auto"
         GradcheckReport: ``.passed``, ``.tensors[name]``, ``.invariants``,
         ``.directions``, ``.kinks``, ``.untested``; ``print(report)`` explains.
     """
-    options = _options(dy=dy, seed=seed, elementwise=elementwise, max_entries=max_entries,
-                       rtol=rtol, atol=atol, raise_on_fail=raise_on_fail,
-                       kink_check=kink_check, directions=directions, invariants=invariants,
-                       step=step, only=only, skip=skip, progress=progress)
+    options = dict(dy=dy, seed=seed, elementwise=elementwise, max_entries=max_entries,
+                   rtol=rtol, atol=atol, raise_on_fail=raise_on_fail, kink_check=kink_check,
+                   directions=directions, invariants=invariants, step=step, only=only,
+                   skip=skip, progress=progress)
     _check_options(options)
     if not callable(f) or not callable(vjp):
         raise TypeError("f and vjp: expected callables, got "
@@ -498,10 +501,10 @@ def check_module(module, x, *, dy=None, seed=0, mode=None, elementwise="auto",
             reported as not tested.
         Other arguments as in ``check_vjp``.
     """
-    options = _options(dy=dy, seed=seed, elementwise=elementwise, max_entries=max_entries,
-                       rtol=rtol, atol=atol, raise_on_fail=raise_on_fail,
-                       kink_check=kink_check, directions=directions, invariants=invariants,
-                       step=step, only=only, skip=skip, progress=progress)
+    options = dict(dy=dy, seed=seed, elementwise=elementwise, max_entries=max_entries,
+                   rtol=rtol, atol=atol, raise_on_fail=raise_on_fail, kink_check=kink_check,
+                   directions=directions, invariants=invariants, step=step, only=only,
+                   skip=skip, progress=progress)
     _check_options(options, mode)
     check_float_array(x, "x", finite=True)
     if not isinstance(redraw, (int, np.integer)) or isinstance(redraw, bool) or redraw < 0:
