@@ -103,6 +103,7 @@ def measure(name):
         print(f"{name}, {label}: {'passed' if report.passed else 'FAILED'} in {seconds:.1f} s, "
               f"{report.evaluations[0]} forward / {report.evaluations[1]} backward calls; "
               f"failing tensors {bad}; located {[report[b].located[:4] for b in bad]}; "
+              f"hints {[report[b].hint for b in bad]}; "
               f"{len(report.untested)} of {len(report.tensors)} tensors not tested")
 
 
