@@ -40,7 +40,7 @@ def format_table(result):
         for other, ratio in speedups.items():
             lines.append(f"  numba is {ratio:.2f}x faster than {other}")
         if entry.get("progression"):
-            lines.append("progression (cpu_naive.py -> cpu.py):")
+            lines.append("progression (kernels/numba/naive.py -> se.py):")
             for step in entry["progression"]:
                 lines.append(f"  {step['step']:<58}{step['seconds'] * 1e3:>10.2f} ms "
                              f"({step['fraction_of_bandwidth']:.2f})")

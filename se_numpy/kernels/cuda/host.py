@@ -1,0 +1,48 @@
+"""The kernels without a GPU version: the NumPy reference run on the host.
+
+Convolution, batch normalisation and pooling are not what an SE block adds,
+and a GPU convolution is out of scope here; so that every layer of the
+library still works on this backend, these run ``kernels/numpy`` on the host.
+Device inputs are copied down; the results come back as the same kind as
+the first array argument (the rule of ``launch.py``), copied up if it was a
+device array.
+"""
+import functools
+
+import numpy as np
+from numba import cuda
+
+from .. import numpy as reference
+from .launch import is_device_array
+
+
+def host_fallback(function):
+    """``function`` of the reference, run on host copies; results of the first array's kind."""
+    @functools.wraps(function)
+    def run_on_host(*arguments):
+        first = next(a for a in arguments if hasattr(a, "shape"))
+        host = [a.copy_to_host() if is_device_array(a) else a for a in arguments]
+        result = function(*host)
+        if not is_device_array(first):
+            return result
+        if isinstance(result, tuple):
+            return tuple(cuda.to_device(np.ascontiguousarray(r)) for r in result)
+        return cuda.to_device(np.ascontiguousarray(result))
+
+    run_on_host.__doc__ = (f"Host fallback (no GPU version): ``kernels/numpy``'s "
+                           f"``{function.__name__}``.\n\n{function.__doc__}")
+    return run_on_host
+
+
+im2col = host_fallback(reference.im2col)
+col2im = host_fallback(reference.col2im)
+conv2d_forward = host_fallback(reference.conv2d_forward)
+conv2d_backward = host_fallback(reference.conv2d_backward)
+batch_norm_statistics = host_fallback(reference.batch_norm_statistics)
+batch_norm_normalize = host_fallback(reference.batch_norm_normalize)
+batch_norm_backward_sums = host_fallback(reference.batch_norm_backward_sums)
+batch_norm_backward_dx = host_fallback(reference.batch_norm_backward_dx)
+max_pool2d_forward = host_fallback(reference.max_pool2d_forward)
+max_pool2d_backward = host_fallback(reference.max_pool2d_backward)
+avg_pool2d_forward = host_fallback(reference.avg_pool2d_forward)
+avg_pool2d_backward = host_fallback(reference.avg_pool2d_backward)
