@@ -4,8 +4,8 @@ Convolution, batch normalisation and pooling are not what an SE block adds,
 and a GPU convolution is out of scope here; so that every layer of the
 library still works on this backend, these run ``kernels/numpy`` on the host.
 Device inputs are copied down; the results come back as the same kind as
-the first array argument (the rule of ``launch.py``), copied up if it was a
-device array.
+the first array argument (the rule of ``launch.py``), C-contiguous, copied
+up if it was a device array.
 """
 import functools
 
@@ -16,18 +16,20 @@ from .. import numpy as reference
 from .launch import is_device_array
 
 
+def _as_tuple(result):
+    return result if isinstance(result, tuple) else (result,)
+
+
 def host_fallback(function):
     """``function`` of the reference, run on host copies; results of the first array's kind."""
     @functools.wraps(function)
     def run_on_host(*arguments):
         first = next(a for a in arguments if hasattr(a, "shape"))
         host = [a.copy_to_host() if is_device_array(a) else a for a in arguments]
-        result = function(*host)
-        if not is_device_array(first):
-            return result
-        if isinstance(result, tuple):
-            return tuple(cuda.to_device(np.ascontiguousarray(r)) for r in result)
-        return cuda.to_device(np.ascontiguousarray(result))
+        results = [np.ascontiguousarray(r) for r in _as_tuple(function(*host))]
+        if is_device_array(first):
+            results = [cuda.to_device(r) for r in results]
+        return results[0] if len(results) == 1 else tuple(results)
 
     run_on_host.__doc__ = (f"Host fallback (no GPU version): ``kernels/numpy``'s "
                            f"``{function.__name__}``.\n\n{function.__doc__}")
