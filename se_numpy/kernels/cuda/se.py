@@ -30,8 +30,9 @@ from .launch import THREADS_PER_BLOCK, WARP_SIZE, host_wrapper, launch_threads, 
 
 # ============================================================================ device helpers
 @cuda.jit(device=True)
-def _tree_sum(partials, slot, lane, lanes):
-    """Sum ``partials[slot : slot + lanes]`` (lanes a power of two) and return it.
+def _tree_sum(partials, slot, lane, lanes, partial):
+    """Store this lane's ``partial`` at ``partials[slot + lane]``, sum the row's ``lanes``
+    partials (lanes a power of two) and return the total to every lane.
 
     Every thread of the block must call this, the same number of times: it
     contains ``syncthreads()``. Level by level, lane l < step adds the partial
@@ -39,6 +40,7 @@ def _tree_sum(partials, slot, lane, lanes):
 
         8 partials: [a b c d e f g h] -> [a+e b+f c+g d+h] -> [.. ..] -> [total]
     """
+    partials[slot + lane] = partial
     cuda.syncthreads()                    # every lane has stored its partial
     step = lanes // 2
     while step > 0:
@@ -49,6 +51,42 @@ def _tree_sum(partials, slot, lane, lanes):
     total = partials[slot]
     cuda.syncthreads()                    # all have read the total before the buffer is reused
     return total
+
+
+@cuda.jit(device=True)
+def _row_groups():
+    """``(first, step)`` of the grid-stride loop over groups of ``blockDim.y`` rows.
+
+    A block takes rows_per_block rows at a time, one per ``threadIdx.y``; every
+    thread of the block runs the loop the same number of times, even past the
+    last row, because ``_tree_sum`` synchronises the whole block."""
+    return cuda.blockIdx.x * cuda.blockDim.y, cuda.gridDim.x * cuda.blockDim.y
+
+
+@cuda.jit(device=True)
+def _thread_rows():
+    """``(first, step)`` of the grid-stride loop of this thread's rows (no reduction)."""
+    return cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, cuda.gridDim.x * cuda.blockDim.y
+
+
+@cuda.jit(device=True)
+def _lane_sum(x_rows, row, lane, lanes):
+    """This lane's share of Σ_k x_rows[row, k]: elements lane, lane + lanes, ... (0 past the end)."""
+    partial = x_rows.dtype.type(0)
+    if row < x_rows.shape[0]:
+        for k in range(lane, x_rows.shape[1], lanes):
+            partial += x_rows[row, k]
+    return partial
+
+
+@cuda.jit(device=True)
+def _lane_dot(a_rows, b_rows, row, lane, lanes):
+    """This lane's share of Σ_k a_rows[row, k]·b_rows[row, k] (0 past the last row)."""
+    partial = a_rows.dtype.type(0)
+    if row < a_rows.shape[0]:
+        for k in range(lane, a_rows.shape[1], lanes):
+            partial += a_rows[row, k] * b_rows[row, k]
+    return partial
 
 
 @cuda.jit(device=True)
@@ -74,20 +112,12 @@ def squeeze_forward_kernel(x_rows, z):
     """
     rows, row_length = x_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
-    partials = cuda.shared.array(THREADS_PER_BLOCK, dtype=x_rows.dtype)
     slot = cuda.threadIdx.y * lanes                  # this row's stretch of the buffer
-    rows_per_block = cuda.blockDim.y
-    # The loop runs over groups of rows, the same number of times in every
-    # thread of the block, because _tree_sum synchronises the whole block.
-    for first_row in range(cuda.blockIdx.x * rows_per_block, rows,
-                           cuda.gridDim.x * rows_per_block):
-        row = first_row + cuda.threadIdx.y
-        partial = x_rows.dtype.type(0)
-        if row < rows:
-            for k in range(lane, row_length, lanes):
-                partial += x_rows[row, k]
-        partials[slot + lane] = partial
-        total = _tree_sum(partials, slot, lane, lanes)
+    partials = cuda.shared.array(THREADS_PER_BLOCK, dtype=x_rows.dtype)
+    first, step = _row_groups()
+    for group in range(first, rows, step):
+        row = group + cuda.threadIdx.y
+        total = _tree_sum(partials, slot, lane, lanes, _lane_sum(x_rows, row, lane, lanes))
         if row < rows and lane == 0:
             z[row] = total / x_rows.dtype.type(row_length)
 
@@ -151,8 +181,8 @@ def squeeze_backward_kernel(dz, dx_rows):
     """dx_rows[row, k] = dz[row] / (H·W): one read of dz per row, one write per element."""
     rows, row_length = dx_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
-    for row in range(cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, rows,
-                     cuda.gridDim.x * cuda.blockDim.y):
+    first, step = _thread_rows()
+    for row in range(first, rows, step):
         share = dz[row] / dz.dtype.type(row_length)
         for k in range(lane, row_length, lanes):
             dx_rows[row, k] = share
@@ -218,8 +248,8 @@ def max_squeeze_backward_kernel(dz, argmax, dx_rows):
     rows, row_length = dx_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
     zero = dz.dtype.type(0)
-    for row in range(cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, rows,
-                     cuda.gridDim.x * cuda.blockDim.y):
+    first, step = _thread_rows()
+    for row in range(first, rows, step):
         winner = argmax[row]
         gradient = dz[row]
         for k in range(lane, row_length, lanes):
@@ -235,8 +265,8 @@ def scale_forward_kernel(x_rows, s, y_rows):
     """y_rows[row, k] = x_rows[row, k] · s[row] (paper Eq. 4): read x once, write y once."""
     rows, row_length = x_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
-    for row in range(cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, rows,
-                     cuda.gridDim.x * cuda.blockDim.y):
+    first, step = _thread_rows()
+    for row in range(first, rows, step):
         gate = s[row]                     # one load per row, kept in a register
         for k in range(lane, row_length, lanes):
             y_rows[row, k] = x_rows[row, k] * gate
@@ -255,11 +285,9 @@ def scale_backward_kernel(dy_rows, x_rows, s, dx_rows, ds):
     rows, row_length = x_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
     partials = cuda.shared.array(THREADS_PER_BLOCK, dtype=x_rows.dtype)
-    slot = cuda.threadIdx.y * lanes
-    rows_per_block = cuda.blockDim.y
-    for first_row in range(cuda.blockIdx.x * rows_per_block, rows,
-                           cuda.gridDim.x * rows_per_block):
-        row = first_row + cuda.threadIdx.y
+    first, step = _row_groups()
+    for group in range(first, rows, step):
+        row = group + cuda.threadIdx.y
         partial = x_rows.dtype.type(0)
         if row < rows:
             gate = s[row]
@@ -267,8 +295,7 @@ def scale_backward_kernel(dy_rows, x_rows, s, dx_rows, ds):
                 upstream = dy_rows[row, k]
                 dx_rows[row, k] = upstream * gate
                 partial += upstream * x_rows[row, k]
-        partials[slot + lane] = partial
-        total = _tree_sum(partials, slot, lane, lanes)
+        total = _tree_sum(partials, cuda.threadIdx.y * lanes, lane, lanes, partial)
         if row < rows and lane == 0:
             ds[row] = total
 
@@ -280,21 +307,14 @@ scale_backward = host_wrapper(OPS["scale_backward"], scale_backward_kernel)
 @cuda.jit(cache=True)
 def se_backward_ds_kernel(dy_rows, x_rows, ds):
     """ds[row] = Σ_k dy_rows[row, k] · x_rows[row, k]: the SE backward's first pass."""
-    rows, row_length = x_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
     partials = cuda.shared.array(THREADS_PER_BLOCK, dtype=x_rows.dtype)
-    slot = cuda.threadIdx.y * lanes
-    rows_per_block = cuda.blockDim.y
-    for first_row in range(cuda.blockIdx.x * rows_per_block, rows,
-                           cuda.gridDim.x * rows_per_block):
-        row = first_row + cuda.threadIdx.y
-        partial = x_rows.dtype.type(0)
-        if row < rows:
-            for k in range(lane, row_length, lanes):
-                partial += dy_rows[row, k] * x_rows[row, k]
-        partials[slot + lane] = partial
-        total = _tree_sum(partials, slot, lane, lanes)
-        if row < rows and lane == 0:
+    first, step = _row_groups()
+    for group in range(first, x_rows.shape[0], step):
+        row = group + cuda.threadIdx.y
+        partial = _lane_dot(dy_rows, x_rows, row, lane, lanes)
+        total = _tree_sum(partials, cuda.threadIdx.y * lanes, lane, lanes, partial)
+        if row < x_rows.shape[0] and lane == 0:
             ds[row] = total
 
 
@@ -306,8 +326,8 @@ def se_backward_dx_kernel(dy_rows, s, dz, dx_rows):
     """dx = dy·s + dz/(H·W): both paths from x to the loss in one pass (reads dy, writes dx)."""
     rows, row_length = dy_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
-    for row in range(cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, rows,
-                     cuda.gridDim.x * cuda.blockDim.y):
+    first, step = _thread_rows()
+    for row in range(first, rows, step):
         gate = s[row]
         share = dz[row] / dz.dtype.type(row_length)
         for k in range(lane, row_length, lanes):
@@ -322,8 +342,8 @@ def scale_add_forward_kernel(u_rows, s, shortcut_rows, out_rows):
     """out = u·s + shortcut ("Axpy"): the residual add fused into the scale, one pass."""
     rows, row_length = u_rows.shape
     lane, lanes = cuda.threadIdx.x, cuda.blockDim.x
-    for row in range(cuda.blockIdx.x * cuda.blockDim.y + cuda.threadIdx.y, rows,
-                     cuda.gridDim.x * cuda.blockDim.y):
+    first, step = _thread_rows()
+    for row in range(first, rows, step):
         gate = s[row]
         for k in range(lane, row_length, lanes):
             out_rows[row, k] = u_rows[row, k] * gate + shortcut_rows[row, k]
