@@ -106,7 +106,7 @@ def test_minimum_bytes_are_the_arrays_the_reference_reads_and_writes(op):
 def test_docs_kernel_table_is_the_contract():
     with open(os.path.join(REPOSITORY, "docs", "kernels.md"), encoding="utf-8") as handle:
         docs = handle.read()
-    assert contract.markdown_table() in docs, "regenerate: python -m se_numpy.kernels.contract"
+    assert contract.markdown_table() in docs, "regenerate: python -m se_numpy.kernels"
 
 
 def test_every_backend_file_defines_its_rows_in_contract_order():

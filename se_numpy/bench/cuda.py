@@ -170,7 +170,7 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
     x, out = device_array(contract.MAP), device_array(contract.MAP)
     launches = {"device_copy": lambda: out.copy_to_device(x)}
     for name in timed_kernels()[1:]:
-        wrapper = getattr(gpu, name)
+        wrapper = getattr(gpu.se, name)          # the host wrapper, with its kernel and launch
         op = contract.OPS[VARIANTS.get(name, name)]
         arrays = [device_array(role) for _, role in op.arguments + op.outputs
                   if role != contract.SHAPE]

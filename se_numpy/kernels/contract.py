@@ -28,7 +28,7 @@ grid, ``kk = kh·kw``:
     option        kernel, stride, padding, dilation ((int, int) pairs) or groups
 
 Adding a kernel: one row here, one function per backend (same file name),
-and the docs table (``python -m se_numpy.kernels.contract``).
+and the docs table (``python -m se_numpy.kernels``).
 """
 from collections import namedtuple
 
@@ -106,7 +106,7 @@ def conv_output_size(size, kernel, stride, padding, dilation=1):
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-# ============================================================================ the shared check
+# ======================================================================= the shared check
 def _map_shape(value):
     return tuple(value) if isinstance(value, (tuple, list)) else tuple(np.shape(value))
 
@@ -124,7 +124,8 @@ def check_feature_maps(op, arguments):
                                  f"got shape {shape}")
 
 
-def _checked(op, function):
+def checked(op, function):
+    """``function`` behind ``check_feature_maps`` for row ``op``, with its name and docstring."""
     def kernel(*arguments):
         check_feature_maps(op, arguments)
         return function(*arguments)
@@ -143,10 +144,10 @@ def bind(namespace, *modules):
         if not found:
             raise AttributeError(f"{namespace.get('__name__')}: no function {op.name!r} "
                                  f"(a row of kernels/contract.py)")
-        namespace[op.name] = _checked(op, getattr(found[0], op.name))
+        namespace[op.name] = checked(op, getattr(found[0], op.name))
 
 
-# ============================================================================ derived: bytes, inputs
+# ======================================================================= derived: bytes, inputs
 # The windows the examples and the benchmarks use: 2×2 pooling, stride 2; a
 # "same" 3×3 convolution with as many filters as channels.
 EXAMPLE_OPTIONS = {
@@ -156,8 +157,8 @@ EXAMPLE_OPTIONS = {
 }
 
 
-def _role_shapes(shape, file):
-    """{role: array shape} for an (n, c, h, w) input map and the example window of ``file``."""
+def _role_shapes(shape):
+    """{role: array shape} for an (n, c, h, w) input map and the example windows."""
     n, c, h, w = shape
     pool, conv = EXAMPLE_OPTIONS["pool"], EXAMPLE_OPTIONS["conv"]
     ph, pw = (conv_output_size(size, k, s, p) for size, k, s, p in
@@ -175,7 +176,7 @@ def minimum_bytes(name, shape, itemsize):
     """Bytes kernel ``name`` must move on an ``shape`` map: every array argument read
     once, every output written once (int64 indices are 8 bytes), example windows."""
     op = OPS[name]
-    shapes = _role_shapes(shape, op.file)
+    shapes = _role_shapes(shape)
     total = 0
     for _, role in op.arguments + op.outputs:
         if role in shapes:
@@ -190,7 +191,7 @@ def example_arguments(name, shape, dtype, seed=0):
     vectors are positive; indices lie inside the map they point into."""
     op = OPS[name]
     rng = np.random.default_rng(seed)
-    shapes = _role_shapes(shape, op.file)
+    shapes = _role_shapes(shape)
     positions = shape[2] * shape[3]           # valid flat indices into one channel map
     arguments = []
     for argument, role in op.arguments:
@@ -228,7 +229,7 @@ def warm_up(backend, dtypes=(np.float32, np.float64), shape=(1, 2, 4, 4)):
             getattr(backend, op.name)(*example_arguments(op.name, shape, dtype))
 
 
-# ============================================================================ derived: docs
+# ======================================================================= derived: docs
 def markdown_table():
     """The kernel table of ``docs/kernels.md``: one line per row of ``CONTRACT``."""
     lines = ["| kernel | file | kind | reads | writes |", "|---|---|---|---|---|"]
@@ -239,6 +240,3 @@ def markdown_table():
         lines.append(f"| `{op.name}` | {op.file}.py | {op.kind} | {reads} | {writes} |")
     return "\n".join(lines)
 
-
-if __name__ == "__main__":
-    print(markdown_table())

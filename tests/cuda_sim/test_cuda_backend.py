@@ -25,7 +25,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from se_numpy.kernels import cuda as cuda_backend
-from se_numpy.kernels import numpy as numpy_ref
+from se_numpy.kernels import numpy as numpy_kernels
 from se_numpy.nn import CudaSEBlock
 
 ON_SIMULATOR = cuda_backend.SIMULATOR
@@ -74,7 +74,7 @@ def assert_within(actual, expected, tolerance, what):
 def check_mean(z, x, depth):
     """|z - mean(x)| <= depth·ε·mean|x| per row."""
     eps = np.finfo(x.dtype).eps
-    reference = numpy_ref.squeeze_forward(x)
+    reference = numpy_kernels.squeeze_forward(x)
     bound = depth * eps * np.abs(x.astype(np.float64)).mean(axis=(2, 3))
     assert z.dtype == x.dtype and z.shape == x.shape[:2]
     assert_within(z, reference, bound, "mean")
@@ -135,7 +135,7 @@ def test_squeeze_backward_is_exact(dtype, shape, seed):
     dx = cuda_backend.squeeze_backward(dz, shape)
     assert_fully_written(dx)
     assert dx.dtype == dtype
-    np.testing.assert_array_equal(dx, numpy_ref.squeeze_backward(dz, shape))
+    np.testing.assert_array_equal(dx, numpy_kernels.squeeze_backward(dz, shape))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -148,7 +148,7 @@ def test_max_squeeze_forward_is_exact_and_breaks_ties_like_numpy(dtype, shape, s
     z, argmax = cuda_backend.max_squeeze_forward(x)
     assert_fully_written(z)
     assert argmax.dtype == np.int64 and np.all(argmax >= 0), "argmax left unwritten (-1)"
-    z_ref, argmax_ref = numpy_ref.max_squeeze_forward(x)
+    z_ref, argmax_ref = numpy_kernels.max_squeeze_forward(x)
     np.testing.assert_array_equal(z, z_ref)
     np.testing.assert_array_equal(argmax, argmax_ref)
 
@@ -159,7 +159,7 @@ def test_max_squeeze_treats_nan_as_the_maximum_like_numpy():
     x[1, 2, 0, 1] = np.nan
     x[1, 2, 3, 4] = np.nan            # a second NaN later in the same row: the first wins
     z, argmax = cuda_backend.max_squeeze_forward(x)
-    z_ref, argmax_ref = numpy_ref.max_squeeze_forward(x)
+    z_ref, argmax_ref = numpy_kernels.max_squeeze_forward(x)
     np.testing.assert_array_equal(argmax, argmax_ref)
     np.testing.assert_array_equal(z, z_ref)     # NaN compares equal here (same positions)
 
@@ -170,10 +170,10 @@ def test_max_squeeze_treats_nan_as_the_maximum_like_numpy():
 def test_max_squeeze_backward_is_exact(dtype, shape, seed):
     x = random_map(shape, dtype, seed)
     dz = random_map(shape[:2], dtype, seed, offset=1)
-    _, argmax = numpy_ref.max_squeeze_forward(x)
+    _, argmax = numpy_kernels.max_squeeze_forward(x)
     dx = cuda_backend.max_squeeze_backward(dz, argmax, shape)
     assert_fully_written(dx)
-    np.testing.assert_array_equal(dx, numpy_ref.max_squeeze_backward(dz, argmax, shape))
+    np.testing.assert_array_equal(dx, numpy_kernels.max_squeeze_backward(dz, argmax, shape))
 
 
 # ============================================================================ scale and fused
@@ -186,7 +186,7 @@ def test_scale_forward_is_exact(dtype, shape, seed):
     y = cuda_backend.scale_forward(x, s)
     assert_fully_written(y)
     assert y.dtype == dtype
-    np.testing.assert_array_equal(y, numpy_ref.scale_forward(x, s))
+    np.testing.assert_array_equal(y, numpy_kernels.scale_forward(x, s))
 
 
 def check_row_dot(ds, dy, x):
@@ -194,7 +194,7 @@ def check_row_dot(ds, dy, x):
     bound = tree_depth(dy.shape[2] * dy.shape[3]) * eps * np.abs(
         dy.astype(np.float64) * x).sum(axis=(2, 3))
     assert ds.dtype == dy.dtype
-    assert_within(ds, numpy_ref.se_backward_ds(dy, x), bound, "Σ dy·x")
+    assert_within(ds, numpy_kernels.se_backward_ds(dy, x), bound, "Σ dy·x")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -232,7 +232,7 @@ def test_se_backward_dx_matches_reference(dtype, shape, seed):
     share = np.abs(dz / (shape[2] * shape[3]))[:, :, None, None]
     bound = 2 * np.finfo(dtype).eps * (direct + share)            # FMA vs two roundings
     assert dx.dtype == dtype
-    assert_within(dx, numpy_ref.se_backward_dx(dy, s, dz), bound, "dy·s + dz/HW")
+    assert_within(dx, numpy_kernels.se_backward_dx(dy, s, dz), bound, "dy·s + dz/HW")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -244,7 +244,7 @@ def test_scale_add_forward_matches_reference(dtype, shape, seed):
     out = cuda_backend.scale_add_forward(u, s, shortcut)
     assert_fully_written(out)
     bound = 2 * np.finfo(dtype).eps * (np.abs(u * s[:, :, None, None]) + np.abs(shortcut))
-    assert_within(out, numpy_ref.scale_add_forward(u, s, shortcut), bound, "s·u + shortcut")
+    assert_within(out, numpy_kernels.scale_add_forward(u, s, shortcut), bound, "s·u + shortcut")
 
 
 # ============================================================================ launch rules
@@ -288,7 +288,7 @@ def test_device_arrays_in_give_device_arrays_out():
     y = cuda_backend.scale_forward(x_on_device, s)           # s from the host: copied up
     assert cuda_backend.is_device_array(z) and cuda_backend.is_device_array(y)
     assert isinstance(cuda_backend.squeeze_forward(x), np.ndarray)
-    np.testing.assert_array_equal(y.copy_to_host(), numpy_ref.scale_forward(x, s))
+    np.testing.assert_array_equal(y.copy_to_host(), numpy_kernels.scale_forward(x, s))
 
 
 def test_non_contiguous_device_array_is_rejected_with_its_strides():
@@ -314,8 +314,8 @@ def test_host_fallbacks_match_reference_and_keep_the_callers_kind(on_device):
     assert cuda_backend.is_device_array(out) == on_device
     host = (lambda a: a.copy_to_host()) if on_device else (lambda a: a)
     np.testing.assert_array_equal(host(cols),
-                                  numpy_ref.im2col(x, (3, 3), (1, 2), (1, 1), (1, 1)))
-    out_ref, argmax_ref = numpy_ref.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+                                  numpy_kernels.im2col(x, (3, 3), (1, 2), (1, 1), (1, 1)))
+    out_ref, argmax_ref = numpy_kernels.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
     np.testing.assert_array_equal(host(out), out_ref)
     np.testing.assert_array_equal(host(argmax), argmax_ref)
 
@@ -383,3 +383,19 @@ def test_device_se_block_rejects_a_map_of_the_wrong_dtype_or_channels():
         block.forward(np.zeros((1, 4, 2, 2), np.float64))
     with pytest.raises(ValueError, match=r"expected shape \(N, 4, H, W\)"):
         block.forward(np.zeros((1, 5, 2, 2), np.float32))
+
+
+def test_the_gpu_benchmark_launches_every_timed_kernel_with_the_contract_arrays():
+    """The benchmark builds its arrays from the contract rows; every launch must run
+    with them (the timings need a GPU, the wiring does not)."""
+    from numba import cuda
+
+    from se_numpy.bench import cuda as cuda_bench
+    shape = (2, 3, 4, 5)
+    launches = cuda_bench._kernel_launches(cuda_backend, cuda, shape, np.float64)
+    assert list(launches) == cuda_bench.timed_kernels()
+    for name, launch in launches.items():
+        if name != "squeeze_forward_shuffle" or not ON_SIMULATOR:   # the simulator has no shuffles
+            launch()
+    for name in cuda_bench.timed_kernels()[1:]:
+        assert cuda_bench.minimum_bytes(name, shape, 8) > 0

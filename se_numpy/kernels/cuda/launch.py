@@ -62,7 +62,6 @@ _settings = {"poison": os.environ.get("SE_NUMPY_CUDA_POISON", "") == "1",
              "max_blocks": None}
 
 
-
 # ============================================================================ launch geometry
 def row_geometry(row_length):
     """Block shape ``(lanes, rows_per_block)`` for rows of ``row_length`` numbers."""
@@ -153,7 +152,6 @@ def rows_view(device_map):
     """(N, C, H, W) device array -> (N·C, H·W) view of the same memory."""
     n, c, h, w = device_map.shape
     return device_map.reshape(n * c, h * w)
-
 
 
 # ============================================================================ the host wrapper

@@ -71,7 +71,7 @@ def _thread_rows():
 
 @cuda.jit(device=True)
 def _lane_sum(x_rows, row, lane, lanes):
-    """This lane's share of Σ_k x_rows[row, k]: elements lane, lane + lanes, ... (0 past the end)."""
+    """This lane's share of Σ_k x_rows[row, k]: elements lane, lane + lanes, … (0 past the end)."""
     partial = x_rows.dtype.type(0)
     if row < x_rows.shape[0]:
         for k in range(lane, x_rows.shape[1], lanes):

@@ -25,7 +25,6 @@ def _inside_range(offset, stride, size, count):
     return first, max(first, stop)
 
 
-
 @njit(nogil=True, cache=True)
 def im2col_sample_whole_rows(planes, cols, kernel_h, kernel_w, pad_h, pad_w,
                               dilation_h, dilation_w, height, width, out_h):
@@ -58,7 +57,6 @@ def im2col_sample_whole_rows(planes, cols, kernel_h, kernel_w, pad_h, pad_w,
                         cols[row, p * width + q] = 0
 
 
-
 @njit(nogil=True, cache=True)
 def im2col_sample(image_stack, cols, kernel_h, kernel_w, stride_h, stride_w,
                    pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
@@ -88,7 +86,6 @@ def im2col_sample(image_stack, cols, kernel_h, kernel_w, stride_h, stride_w,
                         c, i, first * stride_w + column_offset:
                         (stop - 1) * stride_w + column_offset + 1:stride_w]
                     cols[row, start + stop:start + out_w] = 0     # right padding
-
 
 
 def _window(kernel, stride, padding, dilation, out_h, out_w):
@@ -179,7 +176,6 @@ def col2im_sample(cols, image_stack, kernel_h, kernel_w, stride_h, stride_w,
                     image_stack[c, i, first * stride_w + column_offset:
                                 (stop - 1) * stride_w + column_offset + 1:stride_w] += (
                         cols[row, start + first:start + stop])
-
 
 
 def col2im(cols, x_shape, kernel, stride, padding, dilation):

@@ -1,4 +1,4 @@
-"""The threads of the Numba backend: OpenMP's waiting policy, BLAS's threads, the convolution workers.
+"""The Numba backend's threads: OpenMP's waiting policy, BLAS threads, the convolution workers.
 
 Imported first by the package, because of the first point.
 
