@@ -479,6 +479,15 @@ def test_conv2d_same_result_with_one_or_two_workers_and_blas_threads_restored(mo
     np.testing.assert_allclose(single[2], results[2], rtol=1.2e-7, atol=1e-6)
 
 
+def test_worker_pool_is_shut_down_and_made_again_on_demand():
+    count = threads.worker_count(5)
+    assert threads.run_on_workers(lambda worker, workers: (worker, workers), 5) == [
+        (worker, count) for worker in range(count)]
+    threads.shutdown_workers()                   # what runs at exit (atexit)
+    assert threads._workers["pool"] is None
+    assert threads.run_on_workers(lambda worker, workers: worker, 5) == list(range(count))
+
+
 # --------------------------------------------------------------------------- batch normalisation
 @settings(max_examples=40)
 @given(x=feature_maps(), seed=seeds, layout=layouts)

@@ -11,7 +11,7 @@ workers run them side by side; they copy and add in the reference's order,
 so unfolding and folding agree with it bit for bit.
 """
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from ..contract import conv_output_size
 from .threads import run_on_workers
@@ -99,20 +99,20 @@ def _output_size(shape, kernel, stride, padding, dilation):
             conv_output_size(shape[3], kernel[1], stride[1], padding[1], dilation[1]))
 
 
+@njit(parallel=True, cache=True)
+def im2col_loop(x, cols, window):
+    for sample in prange(x.shape[0]):     # samples write disjoint blocks of cols
+        im2col_sample(x[sample], cols[sample], *window)
+    return cols
+
+
 def im2col(x, kernel, stride, padding, dilation):
     """x (N,C,H,W) -> cols (N, C·kh·kw, OH·OW); row c·kh·kw + a·kw + b, as the reference."""
     x = np.ascontiguousarray(x)
     n, c = x.shape[:2]
     out_h, out_w = _output_size(x.shape, kernel, stride, padding, dilation)
-    window = _window(kernel, stride, padding, dilation, out_h, out_w)
     cols = np.empty((n, c * kernel[0] * kernel[1], out_h * out_w), dtype=x.dtype)
-
-    def job(worker, worker_count):
-        for sample in range(worker, n, worker_count):
-            im2col_sample(x[sample], cols[sample], *window)
-
-    run_on_workers(job, n)
-    return cols
+    return im2col_loop(x, cols, _window(kernel, stride, padding, dilation, out_h, out_w))
 
 
 @njit(nogil=True, cache=True)
@@ -178,22 +178,37 @@ def col2im_sample(cols, image_stack, kernel_h, kernel_w, stride_h, stride_w,
                         cols[row, start + first:start + stop])
 
 
+@njit(parallel=True, cache=True)
+def col2im_loop(cols, dx, kernel_h, kernel_w, stride_h, stride_w,
+                pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
+    """The batch's fold, one (n, c) plane per parallel job: planes never overlap, so no
+    atomics, and the caller's columns are only read. The per-sample fold above
+    needs a scratch copy of them and, element by element, is several times slower
+    for this; the convolution has its scratch buffer anyway and uses that one."""
+    n_images, channels, height, width = dx.shape
+    for plane in prange(n_images * channels):
+        n, c = plane // channels, plane % channels
+        dx[n, c] = 0
+        for a in range(kernel_h):             # (a, b) outermost, as the reference
+            for b in range(kernel_w):
+                row = (c * kernel_h + a) * kernel_w + b
+                for p in range(out_h):
+                    i = p * stride_h - pad_h + a * dilation_h
+                    if i < 0 or i >= height:
+                        continue
+                    for q in range(out_w):
+                        j = q * stride_w - pad_w + b * dilation_w
+                        if 0 <= j < width:
+                            dx[n, c, i, j] += cols[n, row, p * out_w + q]
+    return dx
+
+
 def col2im(cols, x_shape, kernel, stride, padding, dilation):
     """Adjoint of im2col: scatter-add every column entry back to its pixel.  -> (N,C,H,W)."""
-    n = x_shape[0]
     out_h, out_w = _output_size(x_shape, kernel, stride, padding, dilation)
-    window = _window(kernel, stride, padding, dilation, out_h, out_w)
     cols = np.ascontiguousarray(cols)
     dx = np.empty(tuple(x_shape), dtype=cols.dtype)
-
-    def job(worker, worker_count):
-        scratch = np.empty(cols.shape[1:], dtype=cols.dtype)   # the fold overwrites padding
-        for sample in range(worker, n, worker_count):
-            scratch[...] = cols[sample]
-            col2im_sample(scratch, dx[sample], *window)
-
-    run_on_workers(job, n)
-    return dx
+    return col2im_loop(cols, dx, *_window(kernel, stride, padding, dilation, out_h, out_w))
 
 
 def conv2d_forward(x, weight, stride, padding, dilation, groups):
