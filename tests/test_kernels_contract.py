@@ -124,3 +124,12 @@ def test_every_backend_file_defines_its_rows_in_contract_order():
             assert list(dict.fromkeys(defined)) == rows, (backend_name, file)
     assert importlib.util.find_spec("se_numpy.kernels.cpu") is None
     assert importlib.util.find_spec("se_numpy.kernels.numpy_ref") is None
+
+
+def test_core_rows_are_the_kernels_functional_calls():
+    """"core" means functional/ calls it through the backend; "helper" means it does not."""
+    import glob
+    source = "".join(open(path, encoding="utf-8").read() for path in
+                     glob.glob(os.path.join(REPOSITORY, "se_numpy", "functional", "*.py")))
+    called = {op.name for op in contract.CONTRACT if re.search(rf"\)\.{op.name}\(", source)}
+    assert called == {op.name for op in contract.CONTRACT if op.kind == "core"}
