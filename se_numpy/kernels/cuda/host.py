@@ -1,5 +1,8 @@
 """The kernels without a GPU version: the NumPy reference run on the host.
 
+Every contract row outside ``se.py`` (im2col, col2im, the convolution, the
+batch-norm passes, pooling) is defined here, at the bottom, from its row.
+
 Convolution, batch normalisation and pooling are not what an SE block adds,
 and a GPU convolution is out of scope here; so that every layer of the
 library still works on this backend, these run ``kernels/numpy`` on the host.
@@ -13,6 +16,7 @@ import numpy as np
 from numba import cuda
 
 from .. import numpy as reference
+from ..contract import CONTRACT
 from .launch import is_device_array
 
 
@@ -36,15 +40,7 @@ def host_fallback(function):
     return run_on_host
 
 
-im2col = host_fallback(reference.im2col)
-col2im = host_fallback(reference.col2im)
-conv2d_forward = host_fallback(reference.conv2d_forward)
-conv2d_backward = host_fallback(reference.conv2d_backward)
-batch_norm_statistics = host_fallback(reference.batch_norm_statistics)
-batch_norm_normalize = host_fallback(reference.batch_norm_normalize)
-batch_norm_backward_sums = host_fallback(reference.batch_norm_backward_sums)
-batch_norm_backward_dx = host_fallback(reference.batch_norm_backward_dx)
-max_pool2d_forward = host_fallback(reference.max_pool2d_forward)
-max_pool2d_backward = host_fallback(reference.max_pool2d_backward)
-avg_pool2d_forward = host_fallback(reference.avg_pool2d_forward)
-avg_pool2d_backward = host_fallback(reference.avg_pool2d_backward)
+# every row of the contract outside se.py: convolution, batch norm, pooling
+for _op in CONTRACT:
+    if _op.file != "se":
+        globals()[_op.name] = host_fallback(getattr(reference, _op.name))

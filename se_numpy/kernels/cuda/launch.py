@@ -80,26 +80,24 @@ def _max_blocks():
 
 
 @contextlib.contextmanager
+def _setting(name, value):
+    previous = _settings[name]
+    _settings[name] = value
+    try:
+        yield
+    finally:
+        _settings[name] = previous
+
+
 def limit_grid(blocks):
     """Launch at most ``blocks`` blocks inside the ``with``: results must not change,
     because every kernel walks its rows with a grid-stride loop."""
-    previous = _settings["max_blocks"]
-    _settings["max_blocks"] = int(blocks)
-    try:
-        yield
-    finally:
-        _settings["max_blocks"] = previous
+    return _setting("max_blocks", int(blocks))
 
 
-@contextlib.contextmanager
 def poison_outputs(enabled=True):
     """Fill new outputs with NaN (integer outputs with -1) inside the ``with``."""
-    previous = _settings["poison"]
-    _settings["poison"] = bool(enabled)
-    try:
-        yield
-    finally:
-        _settings["poison"] = previous
+    return _setting("poison", bool(enabled))
 
 
 def _blocks_for(jobs, jobs_per_block):
