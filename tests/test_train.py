@@ -51,6 +51,10 @@ def test_fit_writes_metrics_config_and_checkpoint(tiny_data, tmp_path):
     assert meta["epoch"] == 2 and meta["config"]["reduction"] == 2
 
 
+HISTORY_ROW = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0,
+               "test_accuracy": 0.5, "lr": 0.1, "seconds": 1.0}
+
+
 def test_checkpoint_round_trip_without_pickle(tmp_path):
     rng = np.random.default_rng(123)
     rng.random(5)
@@ -59,7 +63,9 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
     optimizer_state = {"momentum_buffer.0": np.ones(3), "group.0.nesterov": np.array(False)}
     path = str(tmp_path / "ck.npz")
     save_checkpoint(path, model_state, optimizer_state,
-                    {"epoch": 4, "rng_state": generator_state_to_json(rng)})
+                    {"epoch": 4, "rng_state": generator_state_to_json(rng),
+                     "config": {"epochs": 5}, "history": [HISTORY_ROW] * 4,
+                     "normalization": {"mean": [0.5], "std": [0.25]}, "dataset": {}})
     loaded_model, loaded_optimizer, meta = load_checkpoint(path)
     for saved, loaded in ((model_state, loaded_model), (optimizer_state, loaded_optimizer)):
         assert saved.keys() == loaded.keys()
