@@ -71,7 +71,7 @@ def read_cifar_batch(path, label_key, num_classes):
     labels = _labels_array(labels, path, label_key)
     if labels.shape[0] != data.shape[0]:
         raise ValueError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
-    check_label_range(labels, num_classes, f"{path} {label_key}")
+    check_label_range(labels, num_classes, f"{path}: {label_key}")
     return data.reshape(-1, *CIFAR_IMAGE_SHAPE), labels
 
 

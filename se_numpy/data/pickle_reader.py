@@ -133,7 +133,9 @@ def read_restricted_pickle(path):
             raise PickleRefused(f"{size} bytes is more than the {MAX_FILE_BYTES} a CIFAR file "
                                 "may have")
         with open(path, "rb") as handle:
-            raw = handle.read(MAX_FILE_BYTES + 1)
+            # read(n) allocates n bytes up front: ask for the size stat gave, plus one
+            # byte to notice a file that grew past the limit meanwhile
+            raw = handle.read(size + 1)
     except FileNotFoundError:
         raise
     except OSError as error:

@@ -89,3 +89,156 @@ def cifar_batch_py2(images, labels, label_key=b"labels"):
         (short_string(b"filenames"), EMPTY_LIST + MARK
          + b"".join(short_string(b"img%d.png" % i) for i in range(len(labels))) + APPENDS),
     ])
+
+
+# ---------------------------------------------------------------------------- attacks
+def plain_images(count=2, seed=0):
+    import numpy as np
+    return np.random.default_rng(seed).integers(0, 256, (count, 3072), dtype=np.uint8)
+
+
+def with_data(value_program, labels=(1, 2)):
+    """A batch whose b'data' value is ``value_program`` (and valid labels)."""
+    return batch_dict([(short_string(b"labels"), int_list(list(labels))),
+                       (short_string(b"data"), value_program)])
+
+
+def call(module, name, *argument_programs):
+    """GLOBAL module.name, then REDUCE on a tuple of the argument programs."""
+    return glob(module, name) + MARK + b"".join(argument_programs) + TUPLE + REDUCE
+
+
+def os_system(command):
+    """The classic: os.system(command) through GLOBAL + REDUCE (protocol 2)."""
+    return with_data(call("os", "system", unicode(command)))
+
+
+def stack_global_eval(expression):
+    """builtins.eval via STACK_GLOBAL (protocol 4)."""
+    return (b"\x80\x04" + unicode("builtins") + unicode("eval") + b"\x93"
+            + MARK + unicode(expression) + TUPLE + REDUCE + STOP)
+
+
+def inst_system(command):
+    """Protocol 0 INST: ``i`` module newline name newline, called on the items after MARK."""
+    return MARK + unicode(command) + b"ios\nsystem\n" + STOP
+
+
+def obj_system(command):
+    """OBJ: the class object on the stack after MARK is called with the rest."""
+    return MARK + glob("os", "system") + unicode(command) + b"o" + STOP
+
+
+def newobj():
+    """NEWOBJ: cls.__new__(cls, *args)."""
+    return PROTO2 + glob("builtins", "object") + b")" + b"\x81" + STOP
+
+
+def ext_code():
+    """EXT1: a global looked up in copyreg's extension registry."""
+    return PROTO2 + b"\x82\x01" + STOP
+
+
+def persistent_id():
+    """BINPERSID: resolved by the unpickler's persistent_load."""
+    return PROTO2 + unicode("x") + b"Q" + STOP
+
+
+def ndarray_with_offset(offset):
+    """numpy.ndarray(shape, dtype, buffer, offset) called directly: reads outside the buffer."""
+    return with_data(call("numpy", "ndarray", MARK + integer(1) + integer(3072) + TUPLE,
+                          short_string(b"u1"), string(b"\x00" * 16), integer(offset)))
+
+
+def object_dtype_array():
+    """A dtype that holds Python objects: raw file bytes would become pointers."""
+    return with_data(ndarray((1, 1), b"A" * 8, code=b"O8"))
+
+
+def dtype_with_object_flags():
+    """A plain code whose BUILD state sets NumPy's object flags (0x3f) and an item size."""
+    state = (MARK + integer(3) + short_string(b"|") + NONE + NONE + NONE
+             + integer(8) + integer(1) + integer(0x3f) + TUPLE)
+    return with_data(ndarray((2, 3072), b"\x00" * 6144, dtype_program=dtype(b"u1", state)))
+
+
+def structured_dtype():
+    """A dtype state with names and fields (a structured record)."""
+    state = (MARK + integer(3) + short_string(b"|") + NONE
+             + MARK + short_string(b"f0") + TUPLE
+             + EMPTY_DICT + NONE + integer(8) + integer(1) + integer(0) + TUPLE)
+    return with_data(ndarray((1, 1), b"A" * 8, dtype_program=dtype(b"V8", state)))
+
+
+def declared_shape(shape, data=b"\x00" * 6):
+    """An array whose shape promises far more than its data bytes (350 000 images)."""
+    return with_data(ndarray(shape, data))
+
+
+def memo_index(index):
+    """LONG_BINPUT with a huge index: Python's unpickler grows its memo array to it."""
+    return PROTO2 + NONE + b"r" + struct.pack("<I", index) + STOP
+
+
+def nested_tuples(depth):
+    """NONE wrapped in ``depth`` one-item tuples (one byte per level)."""
+    return PROTO2 + NONE + TUPLE1 * depth + STOP
+
+
+def nested_marks(depth):
+    return PROTO2 + MARK * depth + STOP
+
+
+def aliased_lists(count):
+    """Lists changed after being placed in another list: a deep chain built from flat steps
+    (list i-1 gets list i appended after list i-1 is already inside list i-2)."""
+    program = PROTO2 + EMPTY_LIST + put(0)
+    for index in range(1, count):
+        program += EMPTY_LIST + put(index)                 # the new list
+        program += get(index - 1) + get(index) + b"a"      # previous.append(new)
+    return program + STOP
+
+
+def colliding_int_keys(count):
+    """``count`` int keys that all hash to 0 (multiples of 2**61 - 1): quadratic insertion."""
+    entries = b"".join(integer(k * (2**61 - 1)) + NONE for k in range(1, count + 1))
+    return PROTO2 + EMPTY_DICT + MARK + entries + SETITEMS + STOP
+
+
+def laughs_key(levels=6, width=10):
+    """A billion laughs: each level is a tuple of ``width`` references to the level below,
+    used as a dict key, so printing the key (or the keys) is exponential in the file."""
+    def level(k):
+        if k == 0:
+            return short_string(b"lol")
+        return MARK + level(k - 1) + put(k) + get(k) * (width - 1) + TUPLE
+    return PROTO2 + EMPTY_DICT + level(levels) + NONE + b"s" + STOP
+
+
+def amplified_arrays(copies, size=100_000):
+    """One memoized data string reused by ``copies`` arrays: tiny file, huge memory."""
+    data = string(b"\x00" * size)
+    program = PROTO2 + EMPTY_LIST + MARK + ndarray((size,), b"")[:0]
+    first = (glob("numpy.core.multiarray", "_reconstruct") + put(1) + glob("numpy", "ndarray")
+             + put(2) + integer(0) + TUPLE1 + short_string(b"b") + TUPLE3 + REDUCE
+             + MARK + integer(1) + MARK + integer(size) + TUPLE + dtype() + put(3) + NEWFALSE
+             + data + put(4) + TUPLE + BUILD)
+    again = (get(1) + get(2) + integer(0) + TUPLE1 + short_string(b"b") + TUPLE3 + REDUCE
+             + MARK + integer(1) + MARK + integer(size) + TUPLE + get(3) + NEWFALSE + get(4)
+             + TUPLE + BUILD)
+    return program + first + again * (copies - 1) + APPENDS + STOP
+
+
+def label_list_with(value):
+    """A valid batch whose labels list holds ``value`` (e.g. 2**63, beyond int64)."""
+    images = plain_images(2)
+    return batch_dict([(short_string(b"labels"), int_list([1, value])),
+                       (short_string(b"data"), ndarray(images.shape, images.tobytes()))])
+
+
+def codecs_encode(encoding):
+    return with_data(call("_codecs", "encode", unicode("abc"), unicode(encoding)))
+
+
+def bytes_longer_than_file(length=2**31):
+    return PROTO2 + b"B" + struct.pack("<I", length) + b"xx" + STOP
