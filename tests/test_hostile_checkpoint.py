@@ -219,7 +219,7 @@ def test_meta_is_type_checked(run, tmp_path, change, match):
 
 def test_deeply_nested_json_is_one_line(run, tmp_path):
     path = _with_meta(run, tmp_path, "[" * 100_000 + "]" * 100_000)
-    _refused(run[0], path, r"meta: not JSON \(RecursionError")
+    _refused(run[0], path, r"entry 'meta': not JSON \(RecursionError")
 
 
 def test_a_bad_generator_state_is_refused_on_restore(run, tmp_path):
