@@ -23,16 +23,22 @@ def temporary_name(path):
                                    f"{TEMPORARY_SUFFIX}")
 
 
+def open_temporary(path):
+    """A new temporary file beside ``path``: ``(its name, a binary stream on it)``."""
+    temporary = temporary_name(path)
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    return temporary, os.fdopen(handle, "wb")
+
+
 def atomic_write(path, write):
     """Write ``path`` through ``write(stream)`` atomically; returns ``path``.
 
     Raises the ``OSError`` of a failed write (full disk, permission, name too
     long) after removing the temporary file; ``path`` is then unchanged.
     """
-    temporary = temporary_name(path)
-    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    temporary, stream = open_temporary(path)
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
