@@ -213,9 +213,11 @@ class Trainer:
         unit_step = iteration if self.config.schedule_unit == "iteration" else self.epoch
         self.optimizer.set_lr(self.schedule.factor(unit_step))
 
-    def _diverged(self, loss, batch_index):
+    def _diverged(self, loss, batch_index, event=None):
+        """Stop: ``event`` says what became non-finite (default: the training loss)."""
+        event = event or f"training loss became {loss}"
         raise TrainingDiverged(
-            f"training loss became {loss} at epoch {self.epoch + 1}, batch {batch_index + 1} "
+            f"{event} at epoch {self.epoch + 1}, batch {batch_index + 1} "
             f"(lr {self.optimizer.param_groups[0]['lr']:.4g}); stopping. The last good "
             f"checkpoint (epoch {self.epoch}) is kept at {self.checkpoint_path}. "
             "Try a smaller --lr or a warm-up.")
@@ -260,11 +262,11 @@ class Trainer:
         # stays finite; such a state must never overwrite the last good checkpoint
         broken = self._non_finite_state()
         if broken:
-            what = ("weights" if any(name in dict(self.model.named_parameters())
-                                     for name in broken) else "BatchNorm running statistics")
-            self._diverged(f"nan (non-finite {what} after the last step: "
-                           f"{', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''})",
-                           last_batch)
+            parameters = dict(self.model.named_parameters())
+            what = ("the weights" if any(name in parameters for name in broken)
+                    else "BatchNorm's running statistics")
+            self._diverged(None, last_batch, f"{what} became non-finite after the last step "
+                           f"({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''})")
         try:
             test_loss, test_accuracy = evaluate(self.model, self.dataset.test_images,
                                                 self.dataset.test_labels, self.mean,
