@@ -147,7 +147,8 @@ def persistent_id():
 def ndarray_with_offset(offset):
     """numpy.ndarray(shape, dtype, buffer, offset) called directly: reads outside the buffer."""
     return with_data(call("numpy", "ndarray", MARK + integer(1) + integer(3072) + TUPLE,
-                          short_string(b"u1"), string(b"\x00" * 16), integer(offset)))
+                          short_string(b"u1"), string(b"\x00" * 16), integer(offset)),
+                     labels=[1])
 
 
 def object_dtype_array():
@@ -242,3 +243,14 @@ def codecs_encode(encoding):
 
 def bytes_longer_than_file(length=2**31):
     return PROTO2 + b"B" + struct.pack("<I", length) + b"xx" + STOP
+
+
+def zero_stride_array(count=350_000):
+    """numpy.ndarray((count, 3072), 'u1', buffer, 0, (0, 0)), and labels the same way:
+    a 150-byte file seen as ``count`` images."""
+    def strided(shape, code):
+        return call("numpy", "ndarray", MARK + b"".join(integer(n) for n in shape) + TUPLE,
+                    short_string(code), short_string(b"\x00" * 8), integer(0),
+                    MARK + integer(0) * len(shape) + TUPLE)
+    return batch_dict([(short_string(b"labels"), strided((count,), b"i8")),
+                       (short_string(b"data"), strided((count, 3072), b"u1"))])
