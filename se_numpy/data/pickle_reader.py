@@ -52,8 +52,8 @@ import struct
 
 import numpy as np
 
-MAX_FILE_BYTES = 256 * 2**20     # CIFAR-100's train file, the largest, is 158 MB
-MAX_DEPTH = 8                    # the CIFAR files need 3 (dict > tuple > tuple)
+MAX_FILE_BYTES = 256 * 2**20     # CIFAR-100's train file holds 50 000 x 3 072 pixel bytes
+MAX_DEPTH = 8                    # the CIFAR files need 2 (a dict of lists)
 MAX_DICT_ITEMS = 256             # a batch has 4-5 keys; bounds a hash-collision flood
 MAX_TUPLE_ITEMS = 16             # NumPy's dtype state, the largest tuple, has 8
 MAX_MEMO_ENTRIES = 2**20         # CIFAR-100's train file memoizes about 10^5 objects
