@@ -43,7 +43,7 @@ class RunDirectoryLock:
             raise ValueError(f"run directory {self.run_dir} exists and is not a directory")
         try:
             os.makedirs(self.run_dir, exist_ok=True)
-            key = os.path.realpath(self.run_dir)
+            key = self._key = os.path.realpath(self.run_dir)
             if key in _held:
                 _held[key][1] += 1
                 return self
@@ -60,17 +60,19 @@ class RunDirectoryLock:
                 raise RunDirectoryBusy(
                     f"{self.run_dir} is in use by another training{holder}; wait for it "
                     "to finish or choose another --out") from None
-        os.ftruncate(handle, 0)
-        os.write(handle, f"{os.getpid()}\n".encode())
+        try:
+            os.ftruncate(handle, 0)
+            os.write(handle, f"{os.getpid()}\n".encode())
+        except OSError:
+            pass              # a full disk: the pid only makes messages nicer, the lock holds
         _held[key] = [handle, 1]
         return self
 
     def __exit__(self, *exc_info):
-        key = os.path.realpath(self.run_dir)
-        entry = _held[key]
+        entry = _held[self._key]
         entry[1] -= 1
         if entry[1] == 0:
-            del _held[key]
+            del _held[self._key]
             if fcntl is not None:
                 fcntl.flock(entry[0], fcntl.LOCK_UN)
             os.close(entry[0])

@@ -195,37 +195,46 @@ def _killed_write(directory):
             f"after the next start: {len(after)}")
 
 
+FULL_DISK = """
+import builtins, errno, os, sys
+TARGET = sys.argv[1]
+
+class Full:
+    # a file whose writes fail with ENOSPC when its name contains TARGET
+    def __init__(self, stream, path):
+        self._stream, self._path = stream, str(path)
+    def write(self, data):
+        if TARGET in os.path.basename(self._path):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return self._stream.write(data)
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+    def __enter__(self):
+        return self
+    def __exit__(self, *exc_info):
+        return self._stream.__exit__(*exc_info)
+
+real_open, real_fdopen = builtins.open, os.fdopen
+builtins.open = lambda file, *a, **k: Full(real_open(file, *a, **k), file)
+os.fdopen = lambda fd, *a, **k: Full(real_fdopen(fd, *a, **k), os.readlink(f"/proc/self/fd/{fd}"))
+from se_numpy.cli import main
+sys.exit(main(sys.argv[2:]))
+"""
+
+
 def _full_disk(target):
-    """A training whose writes of ``target`` fail with ENOSPC (patched os.fdopen/open)."""
+    """Resume a 1-epoch run for a second epoch while writes to ``target`` fail with ENOSPC."""
     def run(directory):
-        data, run_dir = _base_run(directory, epochs=1)
-        metrics_before = open(os.path.join(run_dir, "metrics.jsonl")).read()
-        script = ("import errno, io, os, sys\n"
-                  f"TARGET = {target!r}\n"
-                  "real_write = io.BufferedWriter.write\n"
-                  "class Full(io.BufferedWriter):\n"
-                  "    def write(self, data):\n"
-                  "        if TARGET in os.path.basename(getattr(self, 'name', '') if "
-                  "isinstance(getattr(self, 'name', ''), str) else str(self.raw.name)) or "
-                  "TARGET == 'any':\n"
-                  "            raise OSError(errno.ENOSPC, 'No space left on device')\n"
-                  "        return real_write(self, data)\n"
-                  "import builtins\n"
-                  "real_open, real_fdopen = builtins.open, os.fdopen\n"
-                  "def wrap(stream):\n"
-                  "    if isinstance(stream, io.BufferedWriter):\n"
-                  "        stream.__class__ = Full\n"
-                  "    return stream\n"
-                  "builtins.open = lambda *a, **k: wrap(real_open(*a, **k))\n"
-                  "os.fdopen = lambda *a, **k: wrap(real_fdopen(*a, **k))\n"
-                  "from se_numpy.cli import main\n"
-                  "sys.exit(main(sys.argv[1:]))\n")
-        result = subprocess.run([sys.executable, "-c", script, "train", "--resume", "--epochs",
-                                 "2", "--out", run_dir, "--quiet"], env=_ENV,
+        _, run_dir = _base_run(directory, epochs=1)
+        paths = [os.path.join(run_dir, name) for name in ("checkpoint.npz", "metrics.jsonl")]
+        before = [open(path, "rb").read() for path in paths]
+        result = subprocess.run([sys.executable, "-c", FULL_DISK, target, "train", "--resume",
+                                 "--epochs", "2", "--out", run_dir, "--quiet"], env=_ENV,
                                 capture_output=True, text=True)
-        metrics_after = open(os.path.join(run_dir, "metrics.jsonl")).read()
-        return (f"exit {result.returncode}; {_describe_stderr(result.stderr)}; metrics.jsonl "
-                f"{'kept' if metrics_after == metrics_before else 'changed to %d lines' % metrics_after.count(chr(10))}")
+        after = [open(path, "rb").read() for path in paths]
+        state = ", ".join(f"{os.path.basename(path)} {'intact' if old == new else 'changed'}"
+                          f" ({len(new)} bytes)" for path, old, new in zip(paths, before, after))
+        return f"exit {result.returncode}, {_describe_stderr(result.stderr)}; {state}"
     return run
 
 
