@@ -11,8 +11,10 @@ One training step is the whole of backpropagation, written out:
     model.backward(loss_fn.backward())       # dL/dlogits flows back, filling p.grad
     optimizer.step()                         # p -= lr · (momentum-filtered) gradient
 
-After every epoch the trainer evaluates on the test split, appends a line to
-``RUN_DIR/metrics.jsonl`` and writes ``RUN_DIR/checkpoint.npz``. If the loss
+After every epoch the trainer evaluates on the test split, writes
+``RUN_DIR/checkpoint.npz`` and adds a line to ``RUN_DIR/metrics.jsonl`` (each
+file replaced atomically, see atomic.py; the directory is locked while a run
+writes to it, see run_lock.py). If the loss
 becomes NaN or infinite the run stops with ``TrainingDiverged``; the
 checkpoint of the last completed epoch is left untouched.
 """
