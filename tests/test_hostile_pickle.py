@@ -139,6 +139,14 @@ def test_an_array_shape_must_match_its_bytes_exactly(tmp_path, shape):
     assert peak < CONSTANT_BYTES          # nothing the size of the declared shape was made
 
 
+def test_an_array_where_a_flag_belongs_is_refused_not_compared(tmp_path):
+    # comparing an array with 0 or 1 would raise NumPy's "truth value is ambiguous"
+    flag = P.ndarray((2,), b"ab")
+    raw = P.with_data(P.glob("numpy", "dtype") + P.short_string(b"u1") + flag + P.integer(1)
+                      + P.TUPLE3 + P.REDUCE)
+    _refused(tmp_path, raw, r"numpy\.dtype\(b'u1', a ndarray of 2, 1\): only the plain")
+
+
 def test_one_data_string_cannot_feed_many_arrays(tmp_path):
     raw = P.amplified_arrays(1000)          # 100 kB of data, 1000 arrays: 100 MB if allowed
     _refused(tmp_path, raw, r"would build .* bytes from a file of")

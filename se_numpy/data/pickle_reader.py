@@ -310,8 +310,14 @@ class _Machine:
             handler = _HANDLERS.get(self.opcode)
             if handler is None:
                 self.refuse("this opcode is not accepted in a CIFAR file")
-            if handler(self) is _STOP:
-                break
+            try:
+                if handler(self) is _STOP:
+                    break
+            except PickleRefused:
+                raise
+            except (ValueError, TypeError, OverflowError, MemoryError) as error:
+                # a safety net: every rule above should have caught the file first
+                self.refuse(f"malformed ({type(error).__name__}: {str(error)[:80]})")
         if self.marks or len(self.stack) != 1:
             self.refuse("STOP with more or less than one object on the stack")
         if self.position != len(self.raw):
@@ -328,13 +334,13 @@ class _Machine:
             return self.encode(arguments)
         if function is _DTYPE:
             code = _text(arguments[0]) if len(arguments) == 3 else None
-            if code not in ARRAY_DTYPES or not all(v in (0, 1) for v in arguments[1:]):
+            if code not in ARRAY_DTYPES or not all(_is_flag(v) for v in arguments[1:]):
                 self.refuse(f"numpy.dtype{_describe_args(arguments)}: only the plain numeric "
                             f"codes {', '.join(ARRAY_DTYPES)} are accepted")
             return _DtypeRecipe(code)
         if function is _RECONSTRUCT:
             if len(arguments) != 3 or arguments[0] is not _NDARRAY or \
-                    arguments[1] != (0,) or _text(arguments[2]) != "b":
+                    not _is_plain(arguments[1], (0,)) or _text(arguments[2]) != "b":
                 self.refuse(f"_reconstruct{_describe_args(arguments)}: only "
                             "_reconstruct(numpy.ndarray, (0,), b'b') is accepted")
             return _ArrayRecipe()
@@ -366,10 +372,10 @@ class _Machine:
         if isinstance(target, _DtypeRecipe) and target.dtype is None:
             target.dtype = self.dtype_from_state(target.code, state)
         elif isinstance(target, _ArrayRecipe) and target.array is None:
-            if not isinstance(state, tuple) or len(state) != 5 or state[0] != 1:
+            if not isinstance(state, tuple) or len(state) != 5 or not _is_plain(state[0], 1):
                 self.refuse("an array state must be (1, shape, dtype, is_fortran, data)")
             _, shape, dtype, fortran, data = state
-            if fortran not in (0, 1):
+            if not _is_flag(fortran):
                 self.refuse("an array's is_fortran flag must be True or False")
             target.array = self.make_array(data, dtype, shape, bool(fortran))
         else:
@@ -380,8 +386,8 @@ class _Machine:
         # NumPy's state of a plain dtype: (3, byteorder, None, None, None, -1, -1, 0);
         # anything else (fields, sub-arrays, object flags, sizes) is refused
         order = _text(state[1]) if isinstance(state, tuple) and len(state) == 8 else None
-        if order not in ("<", ">", "|", "=") or state[0] != 3 or state[2:] != (None, None, None,
-                                                                               -1, -1, 0):
+        if order not in ("<", ">", "|", "=") or not _is_plain(state[0], 3) or \
+                not _is_plain(state[2:], (None, None, None, -1, -1, 0)):
             self.refuse(f"dtype state {_describe_args(state)} is not that of a plain number: "
                         "expected (3, byteorder, None, None, None, -1, -1, 0)")
         dtype = np.dtype(code)
@@ -414,6 +420,19 @@ class _Machine:
 
 
 _STOP = object()
+
+
+def _is_plain(value, expected):
+    """``value == expected`` for ints, None and tuples of them, never comparing arrays."""
+    if isinstance(expected, tuple):
+        return isinstance(value, tuple) and len(value) == len(expected) and all(
+            _is_plain(v, e) for v, e in zip(value, expected))
+    return type(value) in (int, bool, type(None)) and value == expected
+
+
+def _is_flag(value):
+    """0, 1, False or True: the flags NumPy writes."""
+    return type(value) in (int, bool) and value in (0, 1)
 
 
 def _describe(value):
