@@ -48,6 +48,8 @@ def add_commands(subparsers):
 def _add_train(subparsers):
     parser = subparsers.add_parser(
         "train", help="train a model on the embedded data or CIFAR/MNIST",
+        # the full synopsis is 10 lines: above a one-line error it would bury it
+        usage="%(prog)s [options]   (--help lists every option with its default)",
         description="Train a model from the registry. Every option has a default: "
                     "`se-numpy train` trains a small SE-ResNet on the embedded data set.")
     add = parser.add_argument
