@@ -58,8 +58,9 @@ class TrainConfig:
         for name in ("lr", "momentum", "weight_decay"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or \
-                    not 0 <= value < float("inf"):
-                raise ValueError(f"{name}: expected a finite non-negative number, got {value!r}")
+                    not 0 <= value <= MAX_INT or value != value:
+                raise ValueError(f"{name}: expected a finite non-negative number, got "
+                                 f"{_short(value)}")
         for name in ("model", "data", "backend", "schedule"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(f"{name}: expected a string, got "
@@ -88,9 +89,21 @@ class TrainConfig:
         return cls(**values)
 
 
+MAX_INT = 2**53      # every count and seed stays exact as a float (schedules divide by them)
+
+
 def _check_int(name, value, minimum, optional):
     if value is None and optional:
         return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INT:
         raise ValueError(f"{name}: expected an integer >= {minimum}"
-                         + (" or None" if optional else "") + f", got {str(value)[:40]!r}")
+                         + (" or None" if optional else "")
+                         + (" (at most 2**53)" if isinstance(value, int) and value > MAX_INT
+                            else "") + f", got {_short(value)}")
+
+
+def _short(value):
+    """repr of a value from a file or the command line, cut short (a 400-digit int...)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else \
+        f"an integer of {value.bit_length()} bits"
+    return text[:40]
