@@ -315,7 +315,7 @@ class _Machine:
                     break
             except PickleRefused:
                 raise
-            except (ValueError, TypeError, OverflowError, MemoryError) as error:
+            except Exception as error:      # noqa: BLE001
                 # a safety net: every rule above should have caught the file first
                 self.refuse(f"malformed ({type(error).__name__}: {str(error)[:80]})")
         if self.marks or len(self.stack) != 1:
