@@ -27,6 +27,9 @@ sys.path.insert(0, os.path.dirname(HERE))
 from hostile import archives as A   # noqa: E402
 from hostile import pickles as P    # noqa: E402
 
+# the environment of every attacked process; main() points PYTHONPATH at the tree
+_ENV = dict(os.environ)
+
 # a loader's contract is "ValueError naming the file": that is caught and reported as
 # REFUSED; any other exception ends in a traceback, as it would for a user
 _GUARD = ("\ntry:\n    {call}\nexcept ValueError as error:\n"
@@ -157,7 +160,8 @@ def _two_writers(directory):
     command = [sys.executable] + TRAIN + ["--data", f"mnist:{data}", "--epochs", "3", "--out",
                                           run]
     processes = [subprocess.Popen(command + ["--seed", str(seed)], env=_ENV,
-                                  stderr=subprocess.PIPE, text=True) for seed in (11, 22)]
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for seed in (11, 22)]
     codes = [process.wait() for process in processes]
     errors = [process.stderr.read() for process in processes]
     seeds = [s for s, c in zip((11, 22), codes) if c == 0]
@@ -180,7 +184,8 @@ def _killed_write(directory):
               "sys.exit(main(sys.argv[2:]))\n")
     ready = os.path.join(directory, "ready")
     child = subprocess.Popen([sys.executable, "-c", script, ready, "train", "--resume",
-                              "--epochs", "2", "--out", run, "--quiet"], env=_ENV)
+                              "--epochs", "2", "--out", run, "--quiet"], env=_ENV,
+                             stdout=subprocess.DEVNULL)
     deadline = time.time() + 120
     while not os.path.exists(ready) and time.time() < deadline and child.poll() is None:
         time.sleep(0.05)
@@ -345,8 +350,6 @@ def _run_one(setup, memory_bytes, timeout):
     finally:
         shutil.rmtree(directory, ignore_errors=True)
 
-
-_ENV = dict(os.environ)
 
 
 def main():
