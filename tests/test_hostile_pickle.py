@@ -261,3 +261,14 @@ def test_mutated_files_fail_cleanly(tmp_path, edits):
     for position, value in edits:
         raw[position] = value
     _outcome_is_clean(tmp_path, bytes(raw))
+
+
+def test_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    path, read = _read(tmp_path, VALID)
+
+    def no_permission(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+    monkeypatch.setattr(pickle_reader, "open", no_permission, raising=False)
+    with pytest.raises(ValueError, match=rf"^{path}: not a valid CIFAR file: cannot read "
+                                         r"\(PermissionError: Permission denied\)$"):
+        read()
