@@ -52,6 +52,7 @@ def _refused(trainer, path, match):
         tracemalloc.stop()
     message = str(caught.value)
     assert message.startswith(f"{path}:") and "\n" not in message and len(message) < 600, message
+    assert peak <= 4 * os.path.getsize(path) + CONSTANT_BYTES, peak
     return peak
 
 

@@ -30,6 +30,7 @@ def _refused(path, match, magic=IMAGES):
         tracemalloc.stop()
     message = str(caught.value)
     assert message.startswith(f"{path}:") and "\n" not in message and len(message) < 400
+    assert peak <= 4 * os.path.getsize(path) + CONSTANT_BYTES, peak
     return message, peak
 
 
