@@ -6,13 +6,15 @@
     se-numpy gradcheck     check every differentiable operation against finite differences
     se-numpy models        parameters and GFLOPs of the paper's Table 2 models
     se-numpy bench         kernel speed against the measured memory bandwidth
+    se-numpy ablate        the paper's ablation tables over several seeds, with statistics
 """
 import argparse
 import importlib
 import sys
 
 # Modules that register subcommands through ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table")
+_COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table",
+                    "se_numpy.ablate.cli")
 
 
 def _parse_shape(text):
