@@ -20,7 +20,9 @@ TRAINING = dict(batch_size=64, lr=0.15, momentum=0.9, weight_decay=5e-4, schedul
                 backend="numba", dtype="float32")
 # budgets: images per epoch and epochs (see docs/ablations.md for how they were chosen)
 FAST_BUDGET = dict(train_limit=512, test_limit=500, epochs=2)
-DEFAULT_BUDGET = dict(train_limit=4000, test_limit=None, epochs=5)
+# the demo's 6 000 images x 8 epochs: at 4 000 x 6 (and 3 000 x 5) the SE net had not yet
+# found the data's cue on seed 0 and ended below the plain net (77.8 % against 79.6 %)
+DEFAULT_BUDGET = dict(train_limit=6000, test_limit=1000, epochs=8)
 
 
 @dataclass

@@ -43,7 +43,9 @@ def format_table(table):
 
 
 def plot_table(table, path):
-    """Bar chart of the mean error with ±1 std error bars and each seed's error as a dot."""
+    """Mean error with ±1 std error bars and each seed's error as a dot, one column per variant.
+
+    Points, not bars: a bar from 0 would hide differences of a few tenths of a percent."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -52,13 +54,15 @@ def plot_table(table, path):
     positions = range(len(rows))
     figure, axis = plt.subplots(figsize=(1.3 * len(rows) + 2.5, 3.6))
     colors = ["tab:orange" if row["baseline"] else "tab:blue" for row in rows]
-    axis.bar(positions, [row["mean"] for row in rows], yerr=[row["std"] for row in rows],
-             capsize=4, color=colors, alpha=0.7)
-    for position, row in zip(positions, rows):
-        axis.plot([position] * len(row["test_errors"]), row["test_errors"], "k.", markersize=5)
+    for position, row, color in zip(positions, rows, colors):
+        axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="o", color=color,
+                      capsize=5, markersize=8)
+        axis.plot([position + 0.12] * len(row["test_errors"]), row["test_errors"], "k.",
+                  markersize=4)
         if not row["baseline"] and row["p"] is not None:
             axis.annotate(f"p={row['p']:.2g}", (position, row["mean"] + row["std"]),
                           textcoords="offset points", xytext=(0, 4), ha="center", fontsize=8)
+    axis.set_xlim(-0.5, len(rows) - 0.5)
     axis.set_xticks(list(positions))
     axis.set_xticklabels([row["name"] for row in rows], rotation=20, ha="right", fontsize=8)
     axis.set_ylabel("test error (%)")
@@ -82,13 +86,20 @@ def write_report(summary, out_dir, command, budget, wall_seconds, trained, reuse
              "table": os.path.join(out_dir, "table.txt"), "figures": []}
     write_json_atomically(paths["summary"], document)
     text = "\n\n".join(format_table(table) for table in summary.values()) + "\n"
-    temporary = f"{paths['table']}.tmp-{os.getpid()}"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, paths["table"])
+    _write_text(paths["table"], text)
     for key, table in summary.items():
+        # one text file and one figure per table too, so that tables run one at a time
+        # into the same directory (sharing the baseline runs) each keep their own
+        _write_text(os.path.join(out_dir, f"{key}.txt"), format_table(table) + "\n")
         paths["figures"].append(plot_table(table, os.path.join(out_dir, f"{key}.png")))
     return paths, text
+
+
+def _write_text(path, text):
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w") as handle:
+        handle.write(text)
+    os.replace(temporary, path)
 
 
 def load_summary(out_dir):
