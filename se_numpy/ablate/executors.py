@@ -33,12 +33,15 @@ def _progress(total, quiet):
     return tqdm(total=total, desc="runs", unit="run", dynamic_ncols=True)
 
 
-def _collect(futures, result_of, quiet):
-    """Results in the order of ``futures`` (a dict future -> index), with a progress bar."""
+def _collect(futures, quiet, completed=as_completed):
+    """Results in the order of ``futures`` (a dict future -> index), with a progress bar.
+
+    ``completed`` yields the futures as they finish (Dask has its own ``as_completed``).
+    """
     results = [None] * len(futures)
     bar = _progress(len(futures), quiet)
-    for future in as_completed(futures):
-        results[futures[future]] = result_of(future)
+    for future in completed(list(futures)):
+        results[futures[future]] = future.result()
         if bar is not None:
             bar.update(1)
     if bar is not None:
@@ -47,9 +50,8 @@ def _collect(futures, result_of, quiet):
 
 
 def _initialise_worker():
-    # the limiter object must stay alive for the limit to hold in this process
-    global _LIMIT
-    _LIMIT = limit_threads()
+    # the whole worker process stays at one thread (each run also holds itself to one)
+    limit_threads().__enter__()
 
 
 def run_local(specs, out_dir, workers, quiet=False):
@@ -63,7 +65,7 @@ def run_local(specs, out_dir, workers, quiet=False):
                              initializer=_initialise_worker) as pool:
         futures = {pool.submit(execute_run, spec, out_dir): index
                    for index, spec in enumerate(specs)}
-        return _collect(futures, lambda future: future.result(), quiet)
+        return _collect(futures, quiet)
 
 
 def connect(address):
@@ -83,12 +85,14 @@ def connect(address):
 
 def run_dask(specs, out_dir, address, quiet=False):
     """Run ``specs`` on the Dask cluster at ``address``; returns their results in order."""
+    from distributed import as_completed as dask_as_completed
     client = connect(address)
     try:
         # pure=False: two equal specs are still two tasks (there are none, but a
         # cached result must never stand in for a run that was asked for)
         futures = {client.submit(execute_run, spec, out_dir, pure=False): index
                    for index, spec in enumerate(specs)}
-        return _collect(futures, lambda future: future.result(), quiet)
+        with client.as_current():      # as_completed and result() look for a current client
+            return _collect(futures, quiet, dask_as_completed)
     finally:
         client.close()

@@ -24,6 +24,7 @@ import os
 import re
 import socket
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -93,16 +94,23 @@ def weights_digest(model):
     return digest.hexdigest()
 
 
+@contextmanager
 def limit_threads():
-    """One BLAS thread and one Numba thread in this process (the caller's thread, for Numba).
+    """Hold this process's BLAS to one thread, and Numba to one thread in the calling thread.
 
-    Returns the threadpoolctl limiter; BLAS limits are process-wide, Numba's
-    thread count is per calling thread (which is what a Dask worker thread needs).
+    BLAS limits (threadpoolctl) are process-wide; Numba's thread count is per
+    calling thread, which is what a Dask worker thread needs. Both are restored
+    on exit.
     """
     import numba
     from threadpoolctl import threadpool_limits
+    numba_threads = numba.get_num_threads()
     numba.set_num_threads(1)
-    return threadpool_limits(limits=1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        numba.set_num_threads(numba_threads)
 
 
 @lru_cache(maxsize=2)
