@@ -20,9 +20,10 @@ def add_commands(subparsers):
                     "summary.json, a text table and a figure. Finished runs in --out are "
                     "reused, killed ones resume from their checkpoints.")
     add = parser.add_argument
-    add("table", choices=TABLE_NAMES + ("all",),
+    add("table", nargs="+", choices=TABLE_NAMES + ("all",), metavar="TABLE",
         help="reduction (Table 10), squeeze (11), excitation (12), stages (13), "
-             "integration (14), se3x3 (15), nosqueeze (16), or all")
+             "integration (14), se3x3 (15), nosqueeze (16), or all; several tables "
+             "run in one pool and share their common runs")
     add("--model", default=DEFAULT_MODEL,
         help=f"an SE model of the registry (default {DEFAULT_MODEL}); its plain "
              "counterpart is the no-SE row")
@@ -57,15 +58,19 @@ def _budget(args):
 
 def run_ablation(table, model=DEFAULT_MODEL, data="synthetic", seeds=3, budget=None,
                  workers=1, scheduler=None, out=None, quiet=False, command=None, log=print):
-    """Plan, run and report an ablation; returns (summary document path, text table, counts)."""
+    """Plan, run and report an ablation; returns (paths written, text table, counts).
+
+    ``table`` is a table name, "all", or a list of names.
+    """
     from .executors import connect, run_dask, run_local
     from .experiment import DEFAULT_BUDGET, plan_ablation, summarise
     from .report import write_report
     from .runs import finished_result
 
     budget = dict(DEFAULT_BUDGET if budget is None else budget)
-    names = list(TABLE_NAMES) if table == "all" else [table]
-    out = out or os.path.join("runs", f"ablate-{table}")
+    tables = [table] if isinstance(table, str) else list(table)
+    names = list(TABLE_NAMES) if "all" in tables else list(dict.fromkeys(tables))
+    out = out or os.path.join("runs", "ablate-" + ("all" if "all" in tables else "+".join(names)))
     if scheduler:
         connect(scheduler).close()      # fail in seconds, before the data set is built
     plan = plan_ablation(names, model, seeds, budget, data=data)
