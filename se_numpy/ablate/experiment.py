@@ -76,6 +76,8 @@ def plan_ablation(table_names, model, seeds, budget, data="synthetic", dataset=N
     """
     if seeds < 1:
         raise ValueError(f"seeds: expected at least 1, got {seeds}")
+    if int(budget.get("epochs", 0)) < 1:
+        raise ValueError(f"budget: expected at least 1 epoch, got {budget.get('epochs')}")
     unknown = [name for name in table_names if name not in TABLE_NAMES]
     if unknown:
         raise ValueError(f"unknown table {unknown[0]!r}: expected one of "

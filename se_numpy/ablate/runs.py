@@ -190,7 +190,7 @@ def execute_run(spec_dict, out_dir):
               "run_dir": run_dir, "test_error": 100.0 * (1.0 - last["test_accuracy"]),
               "test_accuracy": last["test_accuracy"], "train_accuracy": last["train_accuracy"],
               "epochs": last["epoch"], "resumed_from_epoch": resumed_from,
-              "seconds": train_seconds, "call_seconds": seconds, "weights_sha256": weights_digest(trainer.model),
-              "host": socket.gethostname()}
+              "seconds": train_seconds, "call_seconds": seconds,
+              "weights_sha256": weights_digest(trainer.model), "host": socket.gethostname()}
     write_json_atomically(os.path.join(run_dir, RESULT_NAME), result)
     return dict(result, trained=True)

@@ -66,7 +66,8 @@ def regularized_incomplete_beta(a, b, x):
         return x
     log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
                  + a * math.log(x) + b * math.log1p(-x))
-    # the fraction converges fast for x < (a+1)/(a+b+2); use the symmetry I_x(a,b) = 1 - I_{1-x}(b,a)
+    # the fraction converges fast for x < (a+1)/(a+b+2); beyond, use the symmetry
+    # I_x(a, b) = 1 - I_{1-x}(b, a)
     if x < (a + 1.0) / (a + b + 2.0):
         return math.exp(log_front) * _beta_continued_fraction(a, b, x) / a
     return 1.0 - math.exp(log_front) * _beta_continued_fraction(b, a, 1.0 - x) / b

@@ -54,7 +54,10 @@ def _check_parameters(x, w1, b1, w2, b2):
 
 
 def _pointwise(weight, maps, bias):
-    """A 1x1 convolution on maps (N, C_in, P): out[n,o,p] = Σ_i weight[o,i] maps[n,i,p] + bias[o]."""
+    """A 1x1 convolution on maps (N, C_in, P):
+
+        out[n,o,p] = Σ_i weight[o,i] maps[n,i,p] + bias[o]
+    """
     out = np.matmul(weight, maps)
     if bias is not None:
         out += bias[:, None]
