@@ -23,6 +23,7 @@ import json
 import os
 import re
 import socket
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,10 @@ import numpy as np
 
 RESULT_NAME = "result.json"
 VARIANT_NAME = "variant.json"
+# one training at a time per process: a Dask worker started with several threads would
+# otherwise run trainings side by side, sharing the process-wide BLAS limit and the
+# kernel backend switch (use one single-threaded worker per core instead)
+_TRAINING_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -171,7 +176,7 @@ def execute_run(spec_dict, out_dir):
         return finished
     spec = RunSpec(**spec_dict)
     run_dir = run_directory(spec, out_dir)
-    with limit_threads():
+    with _TRAINING_LOCK, limit_threads():
         start = time.perf_counter()
         trainer = build_trainer(spec, run_dir)
         resumed_from = 0
