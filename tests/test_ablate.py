@@ -117,6 +117,19 @@ def test_a_changed_budget_is_another_run():
     longer = RunSpec(spec.variant, spec.model, spec.options, dict(spec.train, epochs=2))
     renamed = RunSpec("another name", spec.model, spec.options, spec.train)
     assert longer.key != spec.key and renamed.key == spec.key
+    # the baseline is "avg" in one table and "SE" in another: one directory for both
+    assert renamed.directory_name == spec.directory_name
+    assert longer.directory_name != spec.directory_name
+
+
+def test_a_run_finished_under_another_table_is_reused(pooled):
+    out, _, two = pooled
+    baseline = plan_ablation(["se3x3"], "se_tiny_resnet", 2, TINY)     # its baseline is "SE"
+    spec = baseline.runs[0].spec
+    assert spec.variant == "SE"
+    result = execute_run(spec.to_dict(), out)
+    assert not result["trained"] and result["variant"] == "SE"
+    assert result["weights_sha256"] == two[0]["weights_sha256"]
 
 
 def test_report_files_and_summary_fields(pooled):

@@ -6,7 +6,7 @@ everything that decides the result (model, variant options, training config),
 so the same run asked for by two tables, or by a rerun, lands in the same
 place, and a changed budget never mixes with an old one:
 
-    OUT/runs/<variant>-seed<k>-<hash>/
+    OUT/runs/<model>-seed<k>-<hash>/
         config.json        the TrainConfig (written by the trainer)
         variant.json       model name and SE options of the variant
         checkpoint.npz     written after every epoch (a killed run resumes here)
@@ -21,7 +21,6 @@ Dask worker with the same software.
 import hashlib
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -65,8 +64,10 @@ class RunSpec:
 
     @property
     def directory_name(self):
-        slug = re.sub(r"[^A-Za-z0-9=.]+", "-", self.variant).strip("-").lower()
-        return f"{slug}-seed{self.train['seed']}-{self.key}"
+        """``MODEL-seedK-HASH``: from what decides the result only, never from the row's
+        name, so the baseline asked for as "avg" by one table and "SE" by another is
+        found in one place (the name is in ``variant.json``)."""
+        return f"{self.model}-seed{self.train['seed']}-{self.key}"
 
 
 def write_json_atomically(path, value):
@@ -159,8 +160,11 @@ def run_directory(spec, out_dir):
 def finished_result(spec_dict, out_dir):
     """The result of a finished run of ``spec_dict`` in ``out_dir`` (trained=False), or None."""
     spec = RunSpec(**spec_dict)
-    finished = read_result(run_directory(spec, out_dir), spec.key)
-    return None if finished is None else dict(finished, trained=False)
+    run_dir = run_directory(spec, out_dir)
+    finished = read_result(run_dir, spec.key)
+    # where it is now (the output directory may have been moved since), under this name
+    return None if finished is None else dict(finished, trained=False, run_dir=run_dir,
+                                              variant=spec.variant)
 
 
 def execute_run(spec_dict, out_dir):
