@@ -65,7 +65,13 @@ def run_local(specs, out_dir, workers, quiet=False):
                              initializer=_initialise_worker) as pool:
         futures = {pool.submit(execute_run, spec, out_dir): index
                    for index, spec in enumerate(specs)}
-        return _collect(futures, quiet)
+        try:
+            return _collect(futures, quiet)
+        except BaseException:
+            # a failed run (or Ctrl-C) stops the ablation: drop the runs not yet started;
+            # finished ones are on disk and a rerun picks up from there
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def connect(address):
