@@ -178,3 +178,11 @@ def test_a_data_set_missing_on_a_worker_names_the_machine():
     from se_numpy.ablate.runs import _dataset
     with pytest.raises(RuntimeError, match="same path on every machine"):
         _dataset("mnist:/nonexistent/dir")
+
+
+def test_a_failing_run_stops_the_pool_with_its_error(tmp_path):
+    spec = plan_ablation(["squeeze"], "se_tiny_resnet", 1, TINY).runs[0].spec
+    missing = RunSpec(spec.variant, spec.model, spec.options,
+                      dict(spec.train, data="mnist:/nonexistent/dir"))
+    with pytest.raises(RuntimeError, match="same path on every machine"):
+        run_local([missing.to_dict()] * 3, str(tmp_path), workers=1, quiet=True)
