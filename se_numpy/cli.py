@@ -28,6 +28,14 @@ def _parse_shape(text):
 
 
 def _bench(args):
+    if args.backend == "cuda":
+        from .kernels.backend import use_backend
+        try:
+            with use_backend("cuda"):     # the same one-line reason `train --backend cuda` gives
+                pass
+        except RuntimeError as error:
+            print(f"se-numpy bench: error: {error}", file=sys.stderr)
+            return 2
     from . import bench     # imported on use: it compiles kernels and may touch CUDA
     result = bench.run_benchmark(backend=args.backend, shapes=args.shape or None, dtype=args.dtype,
                                  repeats=args.repeats, out_dir=args.out,

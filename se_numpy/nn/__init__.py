@@ -1,6 +1,7 @@
 """Modules with a PyTorch-like API and an explicit ``backward``."""
 from .activation import HardSigmoid, ReLU, Sigmoid, Tanh
 from .container import Flatten, Identity, Sequential
+from .cuda_se import CudaSEBlock
 from .conv import Conv2d
 from .inception import InceptionModule
 from .linear import Linear
