@@ -7,6 +7,7 @@
     se-numpy reference     write float64 reference vectors for checking another implementation
     se-numpy models        parameters and GFLOPs of the paper's Table 2 models
     se-numpy bench         kernel speed against the measured memory bandwidth
+    se-numpy ablate        the paper's ablation tables over several seeds, with statistics
 """
 import argparse
 import importlib
@@ -14,7 +15,7 @@ import sys
 
 # Modules that register subcommands through ``add_commands(subparsers)``.
 _COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table",
-                    "se_numpy.reference")
+                    "se_numpy.reference", "se_numpy.ablate.cli")
 
 
 def _parse_shape(text):

@@ -104,6 +104,9 @@ def _module_cases(rng):
                          elementwise=True)
     yield "SEBlock fused add (Axpy)", x.shape, se_axpy
 
+    yield "NoSqueezeBlock (1x1 convs, Table 16)", x.shape, lambda: check_module(
+        nn.NoSqueezeBlock(8, reduction=4, rng=16).astype(np.float64), x, elementwise=True)
+
     features = rng.normal(size=(3, 6))
     yield "Linear", features.shape, lambda: check_module(
         nn.Linear(6, 4, rng=3).astype(np.float64), features, elementwise=True)

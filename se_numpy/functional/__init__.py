@@ -8,6 +8,7 @@ from .activation import (hard_sigmoid_backward, hard_sigmoid_forward, relu_backw
 from .conv import conv2d_backward, conv2d_forward, conv2d_output_shape
 from .linear import linear_backward, linear_forward
 from .loss import log_softmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward
+from .nosqueeze import nosqueeze_backward, nosqueeze_forward
 from .norm import batch_norm2d_backward, batch_norm2d_forward, update_running_stats
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
                    global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward)

@@ -7,15 +7,19 @@
                 "identity" (Fig. 5, Table 14) or "after_3x3" (Table 15)
     se_bias     whether the two FC layers of the excitation have biases
                 (timm's SEModule: yes; the paper's ablations: no)
-    squeeze     "avg" (Eq. 2) or "max" (Table 11)
+    squeeze     "avg" (Eq. 2), "max" (Table 11) or "none": NoSqueeze, the excitation
+                as 1x1 convolutions on the full map (Table 16, nn/nosqueeze.py)
     gate        "sigmoid" (Eq. 3), "tanh", "relu" (Table 12) or "hard_sigmoid"
+    stages      which stages get SE blocks: None (all) or 0-based stage indices,
+                e.g. (2,) for the third stage only (Table 13)
 """
 import numpy as np
 
 from ..nn.residual import check_placement
+from ..nn.nosqueeze import NoSqueezeBlock
 from ..nn.se import SEBlock
 
-SE_OPTION_NAMES = ("reduction", "placement", "se_bias", "squeeze", "gate")
+SE_OPTION_NAMES = ("reduction", "placement", "se_bias", "squeeze", "gate", "stages")
 
 
 class SEConfig:
@@ -26,7 +30,7 @@ class SEConfig:
     """
 
     def __init__(self, num_stages, reduction=16, placement="standard", se_bias=True,
-                 squeeze="avg", gate="sigmoid"):
+                 squeeze="avg", gate="sigmoid", stages=None):
         self.num_stages = int(num_stages)
         if isinstance(reduction, (list, tuple)):
             if len(reduction) != self.num_stages:
@@ -42,11 +46,32 @@ class SEConfig:
         self.reductions = ratios
         self.placement = check_placement(placement)
         self.se_bias, self.squeeze, self.gate = bool(se_bias), squeeze, gate
+        self.stages = _check_stages(stages, self.num_stages)
 
     def make(self, channels, stage_index, dtype=np.float32, rng=None):
-        """The SE block over ``channels`` channels for stage ``stage_index`` (0-based)."""
+        """The SE block over ``channels`` channels for stage ``stage_index`` (0-based),
+        or None where ``stages`` leaves that stage without SE."""
+        if stage_index not in self.stages:
+            return None
+        if self.squeeze == "none":
+            return NoSqueezeBlock(channels, reduction=self.reductions[stage_index],
+                                  gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng)
         return SEBlock(channels, reduction=self.reductions[stage_index], squeeze=self.squeeze,
                        gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng)
+
+
+def _check_stages(stages, num_stages):
+    """``stages`` as a sorted tuple of distinct 0-based indices below ``num_stages``."""
+    if stages is None:
+        return tuple(range(num_stages))
+    if not isinstance(stages, (list, tuple)) or not stages or not all(
+            isinstance(index, (int, np.integer)) and not isinstance(index, bool)
+            for index in stages):
+        raise ValueError(f"stages: expected a non-empty tuple of stage indices, got {stages!r}")
+    if len(set(stages)) != len(stages) or not all(0 <= index < num_stages for index in stages):
+        raise ValueError(f"stages: expected distinct indices in 0..{num_stages - 1}, "
+                         f"got {tuple(stages)}")
+    return tuple(sorted(int(index) for index in stages))
 
 
 def split_se_options(model_name, with_se, options):

@@ -7,6 +7,7 @@ from .inception import InceptionModule
 from .linear import Linear
 from .loss import CrossEntropyLoss
 from .module import Module
+from .nosqueeze import NoSqueezeBlock
 from .norm import BatchNorm2d
 from .parameter import Parameter
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
