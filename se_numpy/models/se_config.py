@@ -26,7 +26,7 @@ class SEConfig:
     """
 
     def __init__(self, num_stages, reduction=16, placement="standard", se_bias=True,
-                 squeeze="avg", gate="sigmoid"):
+                 squeeze="avg", gate="sigmoid", divisor=None):
         self.num_stages = int(num_stages)
         if isinstance(reduction, (list, tuple)):
             if len(reduction) != self.num_stages:
@@ -42,11 +42,13 @@ class SEConfig:
         self.reductions = ratios
         self.placement = check_placement(placement)
         self.se_bias, self.squeeze, self.gate = bool(se_bias), squeeze, gate
+        self.divisor = divisor      # None: C // r (the paper); 8: make_divisible(C / r, 8) (timm)
 
     def make(self, channels, stage_index, dtype=np.float32, rng=None):
         """The SE block over ``channels`` channels for stage ``stage_index`` (0-based)."""
         return SEBlock(channels, reduction=self.reductions[stage_index], squeeze=self.squeeze,
-                       gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng)
+                       gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng,
+                       divisor=self.divisor)
 
 
 def split_se_options(model_name, with_se, options):
