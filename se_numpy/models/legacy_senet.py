@@ -31,7 +31,8 @@ from ..nn.init import as_generator
 from ..nn.norm import BatchNorm2d
 from ..nn.pool import MaxPool2d
 from ..nn.residual import BasicBlock, Bottleneck, projection_shortcut
-from .network import NamedSequential, Network, residual_stage
+from ..nn.chain import NamedSequential
+from .network import Network, residual_stage
 from .registry import register
 from .se_config import SEConfig, split_se_options
 

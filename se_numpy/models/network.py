@@ -17,53 +17,11 @@ heads such as RegNet's ``head.fc``).
 import numpy as np
 
 from .._validation import check_nchw
-from ..nn.composed import ComposedCounting
+from ..nn.chain import NamedSequential
 from ..nn.container import Identity, Sequential
 from ..nn.dropout import Dropout
 from ..nn.linear import Linear
-from ..nn.module import Module
 from ..nn.residual import projection_shortcut
-
-
-class NamedSequential(ComposedCounting, Module):
-    """Children run in the order they were assigned, under their attribute names.
-
-    Subclasses assign their children and call ``self._finish()`` at the end of
-    ``__init__``; ``NamedSequential.of(conv1=..., bn1=...)`` builds one directly
-    (the original SENets' ``layer0``).
-    """
-
-    def _finish(self):
-        self._order = list(self._modules)
-
-    @classmethod
-    def of(cls, **children):
-        sequence = cls()
-        for name, child in children.items():
-            setattr(sequence, name, child)
-        sequence._finish()
-        return sequence
-
-    def forward(self, x):
-        for name in self._order:
-            x = getattr(self, name)(x)
-        return x
-
-    def backward(self, dy):
-        for name in reversed(self._order):
-            dy = getattr(self, name).backward(dy)
-        return dy
-
-    def child_input_shapes(self, input_shape):
-        entries, shape = [], tuple(input_shape)
-        for name in self._order:
-            entries.append((name, shape))
-            shape = getattr(self, name).output_shape(shape)
-        return entries
-
-    def output_shape(self, input_shape):
-        name, shape = self.child_input_shapes(input_shape)[-1]
-        return getattr(self, name).output_shape(shape)
 
 
 class Network(NamedSequential):
@@ -124,11 +82,16 @@ class Network(NamedSequential):
         return self
 
     def _head(self, num_features, num_classes, drop_rate=0.0, dtype=np.float32, rng=None,
-              pool_name="avgpool", pool=None):
-        """global pool -> dropout (when drop_rate > 0) -> classifier, as the last children."""
+              pool_name="avgpool", pool=None, after_pool=()):
+        """global pool -> [after_pool layers] -> dropout (when drop_rate > 0) -> classifier.
+
+        ``num_features`` is the classifier's input width.
+        """
         from ..nn.pool import GlobalAvgPool
         self.num_features = int(num_features)
         setattr(self, pool_name, pool if pool is not None else GlobalAvgPool())
+        for name, module in after_pool:
+            setattr(self, name, module)
         if drop_rate:
             self.drop = Dropout(drop_rate)
         setattr(self, self.classifier_name, classifier(num_features, num_classes, dtype, rng))

@@ -69,19 +69,31 @@ class GlobalAvgPool(Module):
     """(N, C, H, W) -> (N, C): the mean of every channel, the classifier head's pooling.
 
     The same as PyTorch's ``AdaptiveAvgPool2d(1)`` followed by ``Flatten()``, and
-    the same computation as the SE squeeze (paper Eq. 2).
+    the same computation as the SE squeeze (paper Eq. 2). ``keepdim=True`` gives
+    (N, C, 1, 1), for heads that run a 1x1 convolution after the pool (MobileNetV3).
     """
+
+    def __init__(self, keepdim=False):
+        super().__init__()
+        self.keepdim = bool(keepdim)
 
     def forward(self, x):
         z, self._cache = global_avg_pool_forward(x)
-        return z
+        return z[:, :, None, None] if self.keepdim else z
 
     def backward(self, dy):
+        if self.keepdim:
+            if dy.ndim != 4 or dy.shape[2:] != (1, 1):
+                raise ValueError(f"dy: expected shape (N, C, 1, 1), got {dy.shape}")
+            dy = dy.reshape(dy.shape[:2])
         return global_avg_pool_backward(dy, _require_cache(self))
 
     def output_shape(self, input_shape):
-        return tuple(input_shape[:2])
+        return tuple(input_shape[:2]) + ((1, 1) if self.keepdim else ())
 
     def flops(self, input_shape):
         """0: additions only (the paper's convention counts multiply-accumulates)."""
         return 0
+
+    def extra_repr(self):
+        return "keepdim=True" if self.keepdim else ""
