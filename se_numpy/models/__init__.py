@@ -8,7 +8,7 @@ ImageNet: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x4d,
 vgg16_bn, mobilenet_v1 (and se_ counterparts).
 """
 from . import (cifar_resnet, efficientnet, imagenet_resnet, legacy_senet, mobilenet,  # noqa: F401
-               vgg)  # (importing registers the models)
+               regnet, vgg)  # (importing registers the models)
 from .cifar_resnet import CifarResNet
 from .imagenet_resnet import ImageNetResNet
 from .legacy_senet import LegacySENet

@@ -97,6 +97,16 @@ class Network(NamedSequential):
         setattr(self, self.classifier_name, classifier(num_features, num_classes, dtype, rng))
 
 
+def nested_head(num_features, num_classes, drop_rate=0.0, dtype=np.float32, rng=None):
+    """timm's ``ClassifierHead`` as one child: global_pool -> [drop] -> fc (keys head.fc.*)."""
+    from ..nn.pool import GlobalAvgPool
+    layers = {"global_pool": GlobalAvgPool()}
+    if drop_rate:
+        layers["drop"] = Dropout(drop_rate)
+    layers["fc"] = classifier(num_features, num_classes, dtype, rng)
+    return NamedSequential.of(**layers)
+
+
 def classifier(in_features, num_classes, dtype=np.float32, rng=None):
     """Linear(in_features, num_classes), or Identity for num_classes = 0 (timm: pooled features)."""
     if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
