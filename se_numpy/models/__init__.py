@@ -13,6 +13,7 @@ from .cifar_resnet import CifarResNet
 from .imagenet_resnet import ImageNetResNet
 from .legacy_senet import LegacySENet
 from .mobilenet import MobileNetV1
+from . import zoo
 from .registry import create, describe, names
 from .se_config import SEConfig
 from .vgg import VGG

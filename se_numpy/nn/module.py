@@ -162,15 +162,16 @@ class Module:
             if value.shape != current_array.shape:
                 mismatched.append((key, current_array.shape, value.shape))
             else:
-                updates.append((module, name, current, value.astype(current_array.dtype)))
+                updates.append((module, name, current, value, current_array.dtype))
         if mismatched or (strict and (missing or unexpected)):
             raise ValueError(format_load_problems(type(self).__name__, missing, unexpected,
                                                   mismatched))
-        for module, name, current, value in updates:
-            if isinstance(current, Parameter):
-                current.data = value.copy()
+        for module, name, current, value, dtype in updates:
+            value = np.array(value, dtype=dtype)     # one copy per array, made only now, so a
+            if isinstance(current, Parameter):       # large model never holds two copies at once
+                current.data = value
             else:
-                object.__setattr__(module, name, value.copy())
+                object.__setattr__(module, name, value)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     # ------------------------------------------------------------ printing
