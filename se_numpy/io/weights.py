@@ -55,8 +55,11 @@ def load_weights(path):
         raise FileNotFoundError(f"{path}: no such weights file")
     try:
         if suffix == ".safetensors":
-            from safetensors.numpy import load_file
-            return OrderedDict(load_file(os.fspath(path)))
+            # one array at a time from the memory-mapped file: load_file would hold the
+            # whole file's bytes and the arrays at once (twice SENet-154's 460 MB)
+            from safetensors import safe_open
+            with safe_open(os.fspath(path), framework="numpy") as stored:
+                return OrderedDict((name, stored.get_tensor(name)) for name in stored.keys())
         with np.load(path, allow_pickle=False) as archive:
             return OrderedDict((name, archive[name]) for name in archive.files)
     except (OSError, ValueError, EOFError) as error:       # includes zipfile.BadZipFile
