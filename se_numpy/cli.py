@@ -6,6 +6,7 @@
     se-numpy gradcheck     check every differentiable operation against finite differences
     se-numpy models        parameters and GFLOPs of the paper's Table 2 models
     se-numpy bench         kernel speed against the measured memory bandwidth
+    se-numpy predict       top-k ImageNet classes of images with a zoo model and its weights
 """
 import argparse
 import importlib
@@ -13,6 +14,7 @@ import sys
 
 # Modules that register subcommands through ``add_commands(subparsers)``.
 _COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table")
+_COMMAND_MODULES += ("se_numpy.predict",)
 
 
 def _parse_shape(text):
