@@ -55,11 +55,7 @@ def load_weights(path):
         raise FileNotFoundError(f"{path}: no such weights file")
     try:
         if suffix == ".safetensors":
-            # one array at a time from the memory-mapped file: load_file would hold the
-            # whole file's bytes and the arrays at once (twice SENet-154's 460 MB)
-            from safetensors import safe_open
-            with safe_open(os.fspath(path), framework="numpy") as stored:
-                return OrderedDict((name, stored.get_tensor(name)) for name in stored.keys())
+            return _load_safetensors(os.fspath(path))
         with np.load(path, allow_pickle=False) as archive:
             return OrderedDict((name, archive[name]) for name in archive.files)
     except (OSError, ValueError, EOFError) as error:       # includes zipfile.BadZipFile
@@ -68,6 +64,28 @@ def load_weights(path):
         if type(error).__name__ == "SafetensorError":
             raise ValueError(f"{path}: not a readable {suffix} weights file ({error})") from None
         raise
+
+
+KEYS_PER_OPENING = 64
+
+
+def _load_safetensors(path):
+    """The arrays of a safetensors file, copied out of its memory map a few at a time.
+
+    ``load_file`` would hold the file's bytes and the arrays at once, and one
+    ``safe_open`` for the whole file keeps every page it has touched mapped
+    until it closes: either way a large model (SENet-154: 460 MB) would occupy
+    twice its size. Reopening the map every few arrays keeps only the arrays.
+    """
+    from safetensors import safe_open
+    with safe_open(path, framework="numpy") as stored:
+        names = list(stored.keys())
+    arrays = OrderedDict()
+    for start in range(0, len(names), KEYS_PER_OPENING):
+        with safe_open(path, framework="numpy") as stored:
+            for name in names[start:start + KEYS_PER_OPENING]:
+                arrays[name] = stored.get_tensor(name)
+    return arrays
 
 
 def _check_state(state_dict):
