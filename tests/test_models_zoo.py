@@ -190,3 +190,13 @@ def test_senet154_stands_in_the_paper_table(capsys):
     line = [text for text in format_table([measured]).splitlines()
             if text.startswith("SENet-154")][0]
     assert "115.09" in line and line.count("-") >= 5
+
+
+def test_own_models_have_the_timm_affordances_too():
+    model = sn.models.create("se_resnet20", seed=0)
+    x = np.zeros((1, 3, 8, 8), np.float32)
+    assert model.forward_features(x).shape == (1, 64, 2, 2)
+    model.reset_classifier(3)
+    assert model(x).shape == (1, 3)
+    model.reset_classifier(0)
+    assert model(x).shape == (1, 64)

@@ -72,12 +72,11 @@ class Network(NamedSequential):
 
         Its input width and dtype are the old classifier's; ``seed`` initialises it.
         """
-        if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-                or num_classes < 0:
-            raise ValueError(f"num_classes: expected an int >= 0, got {num_classes!r}")
         parent, last = self._classifier_parent()
+        if getattr(self, "num_features", None) is None:      # models built without _head
+            self.num_features = getattr(parent, last).in_features
         dtype = next(iter(p.dtype for p in self.parameters()), np.float32)
-        setattr(parent, last, classifier(self.num_features, int(num_classes), dtype, seed))
+        setattr(parent, last, classifier(self.num_features, num_classes, dtype, seed))
         self.num_classes = int(num_classes)
         return self
 
