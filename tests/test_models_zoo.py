@@ -200,3 +200,17 @@ def test_own_models_have_the_timm_affordances_too():
     assert model(x).shape == (1, 3)
     model.reset_classifier(0)
     assert model(x).shape == (1, 64)
+
+
+@pytest.mark.parametrize("name, params_millions, gmacs", [
+    ("efficientnet_b0", 5.3, 0.39),      # Tan & Le 2019, Table 2: 5.3M, 0.39B FLOPs
+    ("regnety_002", 3.2, 0.2),           # Radosavovic et al. 2020: RegNetY-200MF, 3.2M
+    ("regnety_004", 4.3, 0.4)])          # RegNetY-400MF, 4.3M
+def test_zoo_counts_agree_with_the_papers_at_their_printed_precision(name, params_millions,
+                                                                     gmacs):
+    from se_numpy.analysis.table import agrees_at_printed_precision, format_zoo, measure_zoo
+    [(_, params, ours, size)] = measure_zoo([name])
+    assert size == 224
+    assert agrees_at_printed_precision(params / 1e6, params_millions)
+    assert agrees_at_printed_precision(ours, gmacs)
+    assert name in format_zoo([(name, params, ours, size)])

@@ -1,9 +1,10 @@
 """The paper's complexity table, recomputed: ``se-numpy models``.
 
 For every model of the paper's Table 2 that the registry has (and MobileNet
-from Table 3, and the SE_3x3 variant of Table 15), build the plain and the SE
-network, count parameters and multiply-accumulates at 224x224 and print them
-beside the paper's figures with the relative difference.
+from Table 3, the SE_3x3 variant of Table 15 and SENet-154, the paper's ILSVRC
+2017 network), build the plain and the SE network, count parameters and
+multiply-accumulates at 224x224 and print them beside the paper's figures
+with the relative difference.
 
 Conventions needed to reach the paper's numbers (all documented in docs/models.md):
 
@@ -142,8 +143,12 @@ def _run(args):
     from .. import models
 
     if args.list:
+        width = max(len(name) for name in models.names())
         for name in models.names():
-            print(f"{name:<22} {models.describe(name)}")
+            print(f"{name:<{width}}  {models.describe(name)}")
+        return 0
+    if args.zoo:
+        print(format_zoo(measure_zoo()))
         return 0
     rows = [row for row in PAPER_ROWS
             if not args.only or any(key.lower() in row.label.lower() for key in args.only)]
@@ -155,6 +160,33 @@ def _run(args):
         measurements.append(measure_row(row, args.input_size))
     print(format_table(measurements))
     return 0
+
+
+def measure_zoo(names=None):
+    """[(timm name, parameters, GMACs at the name's input size, input size)] for the zoo."""
+    import gc
+
+    from .. import models
+    from ..models.zoo import TIMM_NAMES, preprocessing
+    rows = []
+    for name in names or TIMM_NAMES:
+        size = preprocessing(name).input_size
+        model = models.create(name)
+        rows.append((name, count_params(model), count_flops(model, (1, 3, size, size)) / 1e9,
+                     size))
+        del model
+        gc.collect()
+    return rows
+
+
+def format_zoo(rows):
+    width = max(len(row[0]) for row in rows)
+    lines = [f"{'timm name':<{width}}  {'params (M)':>10}  {'GMACs':>7}  input"]
+    lines += [f"{name:<{width}}  {params / 1e6:>10.2f}  {gmacs:>7.3f}  {size}x{size}"
+              for name, params, gmacs, size in rows]
+    lines.append("GMACs: conv and FC multiply-accumulates plus the SE squeeze and scale, "
+                 "at timm's input size for the name.")
+    return "\n".join(lines)
 
 
 def add_commands(subparsers):
@@ -170,5 +202,7 @@ def add_commands(subparsers):
                         help="image side in pixels (the paper's figures are at 224)")
     parser.add_argument("--list", action="store_true",
                         help="list every registered model name instead")
+    parser.add_argument("--zoo", action="store_true",
+                        help="parameters and GMACs of every timm-named model instead")
     parser.set_defaults(func=_run)
     return parser
