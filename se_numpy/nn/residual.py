@@ -36,10 +36,11 @@ import numpy as np
 from ..functional.activation import relu_backward, relu_forward
 from .._validation import check_nchw
 from .composed import ComposedCounting
-from .container import Sequential
+from .container import Identity, Sequential
 from .conv import Conv2d
 from .module import Module, _require_cache
 from .norm import BatchNorm2d
+from .pool import AvgPool2d
 
 PLACEMENTS = ("standard", "pre", "post", "identity", "after_3x3")
 
@@ -74,8 +75,6 @@ def avg_pool_shortcut(in_channels, out_channels, stride, dtype=np.float32, rng=N
     A strided 1x1 convolution reads one pixel in four and drops the rest; averaging
     first lets every pixel reach the shortcut. Keys as timm's ``resnet50d``.
     """
-    from .pool import AvgPool2d
-    from .container import Identity
     pool = Identity() if stride == 1 else AvgPool2d(2, stride, ceil_mode=True,
                                                     count_include_pad=False)
     return Sequential(pool, Conv2d(in_channels, out_channels, 1, bias=False, dtype=dtype, rng=rng),
