@@ -4,6 +4,7 @@
     se-numpy train         train a model from the registry (see --help)
     se-numpy evaluate      evaluate a run directory or checkpoint
     se-numpy gradcheck     check every differentiable operation against finite differences
+    se-numpy reference     write float64 reference vectors for checking another implementation
     se-numpy models        parameters and GFLOPs of the paper's Table 2 models
     se-numpy bench         kernel speed against the measured memory bandwidth
     se-numpy predict       top-k ImageNet classes of images with a zoo model and its weights
@@ -13,7 +14,8 @@ import importlib
 import sys
 
 # Modules that register subcommands through ``add_commands(subparsers)``.
-_COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table")
+_COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table",
+                    "se_numpy.reference")
 _COMMAND_MODULES += ("se_numpy.predict",)
 
 
@@ -28,6 +30,14 @@ def _parse_shape(text):
 
 
 def _bench(args):
+    if args.backend == "cuda":
+        from .kernels.backend import use_backend
+        try:
+            with use_backend("cuda"):     # the same one-line reason `train --backend cuda` gives
+                pass
+        except RuntimeError as error:
+            print(f"se-numpy bench: error: {error}", file=sys.stderr)
+            return 2
     from . import bench     # imported on use: it compiles kernels and may touch CUDA
     result = bench.run_benchmark(backend=args.backend, shapes=args.shape or None, dtype=args.dtype,
                                  repeats=args.repeats, out_dir=args.out,

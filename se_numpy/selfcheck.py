@@ -6,6 +6,7 @@ runs ``check_vjp`` or ``check_module`` element-wise, and becomes one row of the
 table: operation, shape, max relative error, pass/fail. The command exits
 non-zero if any row fails, so it doubles as a smoke test of an installation.
 """
+import sys
 import time
 
 import numpy as np
@@ -258,7 +259,10 @@ def _command(args):
     with use_backend(args.backend):
         rows = run_checks(seed=args.seed, only=args.only.split(",") if args.only else None)
     if not rows:
-        print(f"no operation matches --only {args.only!r}")
+        names = [name for group in CASE_GROUPS
+                 for name, _, _ in group(np.random.default_rng(args.seed))]
+        print(f"se-numpy gradcheck: error: no operation matches --only {args.only!r}; "
+              f"valid names: {', '.join(names)}", file=sys.stderr)
         return 2
     print(format_table(rows))
     for row in rows:

@@ -32,6 +32,8 @@ import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from .functional.se import hidden_width
+
 __all__ = ["nchw_shapes", "float_arrays", "away_from_zero", "relu_safe_arrays",
            "distinct_nchw_arrays", "se_configs", "GATES", "SQUEEZES"]
 
@@ -212,7 +214,7 @@ def se_configs(min_channels=1, max_channels=32, reductions=(1, 2, 4, 8, 16),
 
     def configuration(channels, reduction, gate, squeeze):
         return {"channels": channels, "reduction": reduction,
-                "hidden": max(1, channels // reduction), "gate": gate, "squeeze": squeeze}
+                "hidden": hidden_width(channels, reduction), "gate": gate, "squeeze": squeeze}
 
     return st.builds(configuration, st.integers(min_channels, max_channels),
                      st.sampled_from(tuple(reductions)), st.sampled_from(tuple(gates)),

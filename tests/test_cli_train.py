@@ -86,6 +86,15 @@ def test_demo_fast_prints_table_and_writes_figure(tmp_path, capsys, monkeypatch)
     with open(out_dir / "learning_curves.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
     assert (out_dir / "se" / "checkpoint.npz").exists()
+    # the table, as printed, and its numbers beside the figure
+    table = (out_dir / "summary.txt").read_text()
+    assert table.strip() in text and "kernel compilation" in table
+    summary = json.loads((out_dir / "summary.json").read_text())
+    for key in ("plain", "se"):
+        run = summary[key]
+        assert run["test_accuracy"] == run["history"][-1]["test_accuracy"]
+        assert run["seconds"] > 0 and run["compile_seconds"] >= 0
+        assert f"{run['test_accuracy']:.4f}" in table
 
 
 def test_demo_trains_both_nets_with_the_same_settings(tmp_path, monkeypatch):
@@ -105,6 +114,7 @@ def test_demo_trains_both_nets_with_the_same_settings(tmp_path, monkeypatch):
             return [{"epoch": 1, "train_loss": 1.0, "test_accuracy": 0.5}]
 
     monkeypatch.setattr(demo, "Trainer", RecordingTrainer)
+    monkeypatch.setattr(demo, "warm_up", lambda trainer: 0.0)
     demo.run_demo(str(tmp_path), fast=True, seed=3, quiet=True, log=lambda message: None)
     (plain, plain_data), (se, se_data) = seen
     assert (plain.model, se.model) == (demo.PLAIN_MODEL, demo.SE_MODEL)

@@ -4,7 +4,7 @@
 extras), not a GPU or a driver. Compiling each kernel for float32 and float64
 catches typing errors the simulator cannot (it runs kernels as Python), and
 reading the PTX checks the accumulation precision promised in
-``kernels/cuda.py``: a float32 kernel contains no float64 instruction at all
+``kernels/cuda/se.py``: a float32 kernel contains no float64 instruction at all
 (no ``add.f64``, no ``cvt.f64.f32``), so no accidental ``0.0`` literal made it
 accumulate in float64.
 """
@@ -36,24 +36,24 @@ _reason = _nvvm_missing_reason()
 if _reason:
     pytest.skip(_reason, allow_module_level=True)
 
+from se_numpy.kernels import contract  # noqa: E402
 from se_numpy.kernels import cuda as cuda_backend  # noqa: E402  (after the skips)
 
 HOPPER = (9, 0)
 
-# Argument types of every kernel; T is the feature map's dtype.
-SIGNATURES = {
-    "squeeze_naive_kernel": "(T[:, ::1], T[::1])",
-    "squeeze_tree_kernel": "(T[:, ::1], T[::1])",
-    "squeeze_shuffle_kernel": "(T[:, ::1], T[::1])",
-    "squeeze_backward_kernel": "(T[::1], T[:, ::1])",
-    "max_squeeze_kernel": "(T[:, ::1], T[::1], int64[::1])",
-    "max_squeeze_backward_kernel": "(T[::1], int64[::1], T[:, ::1])",
-    "scale_kernel": "(T[:, ::1], T[::1], T[:, ::1])",
-    "row_dot_kernel": "(T[:, ::1], T[:, ::1], T[::1])",
-    "scale_backward_kernel": "(T[:, ::1], T[:, ::1], T[::1], T[:, ::1], T[::1])",
-    "se_backward_dx_kernel": "(T[:, ::1], T[::1], T[::1], T[:, ::1])",
-    "scale_add_kernel": "(T[:, ::1], T[::1], T[:, ::1], T[:, ::1])",
-}
+# Argument types of every kernel, from the contract's roles (T is the map's
+# dtype): a map is passed as (N·C, H·W) rows, a vector as (N·C,), an index int64.
+ROLE_TYPES = {contract.MAP: "T[:, ::1]", contract.VECTOR: "T[::1]", contract.INDEX: "int64[::1]"}
+
+
+def _signature(op):
+    return "(" + ", ".join(ROLE_TYPES[role] for _, role in op.arguments + op.outputs
+                           if role != contract.SHAPE) + ")"
+
+
+SIGNATURES = {f"{op.name}_kernel": _signature(op) for op in contract.CONTRACT if op.file == "se"}
+SIGNATURES["squeeze_forward_naive_kernel"] = SIGNATURES["squeeze_forward_kernel"]
+SIGNATURES["squeeze_forward_shuffle_kernel"] = SIGNATURES["squeeze_forward_kernel"]
 
 # Any PTX instruction or register with a float64 type: add.f64, fma.rn.f64,
 # cvt.f64.f32, ld.global.f64, mov.f64, .reg .f64 ...
@@ -119,8 +119,8 @@ def test_the_float64_detector_catches_a_float_literal_accumulator():
 
 
 def test_tree_kernels_synchronise_and_the_shuffle_kernel_shuffles():
-    tree = compile_for_hopper("squeeze_tree_kernel", "float32")
-    shuffle = compile_for_hopper("squeeze_shuffle_kernel", "float32")
+    tree = compile_for_hopper("squeeze_forward_kernel", "float32")
+    shuffle = compile_for_hopper("squeeze_forward_shuffle_kernel", "float32")
     assert "bar.sync" in tree and ".shared" in tree        # shared-memory tree + syncthreads
     assert "shfl.sync.down" in shuffle                    # register exchange within a warp
     assert "bar.sync" not in shuffle and ".shared" not in shuffle

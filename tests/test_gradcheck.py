@@ -238,13 +238,28 @@ def test_kink_detection_does_not_hide_a_wrong_relu_gradient():
     assert report["x"].failures == 6 and not report["x"].kinks
 
 
-def test_kink_just_inside_the_stencil_is_labelled():
-    # kink at distance 2h/3 from x, where the one-sided gap ratio looks smooth
+def test_kink_just_inside_the_first_step_is_stepped_past():
+    # kink at distance 2h/3 from x: the first rung straddles it, the smaller ones do not,
+    # so the entry is compared (and agrees) at a step below the distance instead of labelled
     offset = 2 * STEP_SCALE / 3
     x = np.array([0.4, -offset, 0.8])
     report = check_vjp(relu, lambda dy, x: dy * (x > 0), x, elementwise=True)
+    assert report.passed and not report.kinks, report
+    assert report["x"].steps[1] < offset
+
+
+def test_kink_closer_than_any_step_is_labelled():
+    x = np.array([0.4, -1e-14, 0.8])
+    report = check_vjp(relu, lambda dy, x: dy * (x > 0), x, elementwise=True)
     assert report.passed, report
     assert report.kinks == {"x": [(1,)]}
+
+
+def test_kink_does_not_excuse_a_value_outside_the_one_sided_slopes():
+    # at ReLU(0) the one-sided derivatives are 0 and dy: 3·dy is neither, and fails
+    x = np.array([0.4, 0.0, 0.8])
+    report = check_vjp(relu, lambda dy, x: dy * np.where(x == 0, 3.0, x > 0), x)
+    assert not report.passed and report["x"].failures == 1 and not report.kinks, report
 
 
 def test_max_tie_is_labelled_a_kink():
@@ -495,3 +510,67 @@ def test_tensor_results_also_read_like_dictionaries():
     assert result["passed"] is False and result["checked"] == 6 and result["shape"] == (2, 3)
     with pytest.raises(KeyError):
         result["no such field"]
+
+
+def test_report_of_a_missing_mean_factor_prints_the_lesson():
+    # the example report of docs/gradcheck.md: run with -s to see it
+    report = check_vjp(spatial_mean, spatial_mean_vjp_missing_factor, random((2, 3, 4, 4)))
+    print(report)
+    text = str(report)
+    assert not report.passed and "× 16" in report["x"].hint
+    assert "bad entries: (0, 0, 0, 0)" in text and "cost:" in text and "step" in text
+
+
+def test_progress_lines_go_to_stderr(capsys):
+    check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, dy * a),
+              (random(3, 1), random(3, 2)), names=("a", "b"), progress=True)
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split(":")[1].strip() for line in err] == ["1/2 a", "2/2 b"]
+
+
+@pytest.mark.parametrize("options, error", [
+    (dict(step=0.0), ValueError), (dict(step={"y": 1e-3}), ValueError),
+    (dict(step=(1e-3, 1e-3)), ValueError), (dict(only="x"), TypeError),
+    (dict(progress="sometimes"), ValueError),
+])
+def test_bad_new_options_raise(options, error):
+    with pytest.raises(error):
+        check_vjp(np.tanh, lambda dy, x: dy * (1 - np.tanh(x) ** 2), random(3), **options)
+
+
+def test_only_and_skip_filter_inputs_by_name():
+    report = check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, 2 * dy * a),
+                       (random(3, 1), random(3, 2)), names=("a", "b"), skip=["b"])
+    assert report.passed and "b" in report.untested and "left out" in str(report)
+    assert not check_vjp(lambda a, b: a * b, lambda dy, a, b: (dy * b, 2 * dy * a),
+                         (random(3, 1), random(3, 2)), names=("a", "b"), only=["b"]).passed
+
+
+class ReluAffine(Module):
+    """y = relu(x·w + b), x (N, 2), w (2, 1), b (1,): dead for every row of the x below."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = Parameter(np.ones((2, 1)))
+        self.b = Parameter(np.array([2.2]))
+
+    def forward(self, x):
+        self._cache = x
+        self._gate = (x @ self.w.data + self.b.data) > 0
+        return np.maximum(x @ self.w.data + self.b.data, 0)
+
+    def backward(self, dy):
+        x = _require_cache(self)
+        gated = dy * self._gate
+        self.w.accumulate(x.T @ gated)
+        self.b.accumulate(gated.sum(axis=0))
+        return gated @ self.w.data.T
+
+
+def test_check_module_redraws_inputs_for_tensors_with_zero_gradient():
+    x = np.array([[-1.0, -2.0], [-1.5, -1.0], [-2.0, -0.9]])    # every row sums below -2.2
+    stuck = check_module(ReluAffine(), x, redraw=0)
+    assert stuck.passed and set(stuck.untested) == {"x", "w", "b"}
+    report = check_module(ReluAffine(), x)                     # default: 2 new draws like x
+    assert report.passed and not report.untested, report
+    assert "tested at input draw" in str(report)

@@ -51,6 +51,10 @@ def test_fit_writes_metrics_config_and_checkpoint(tiny_data, tmp_path):
     assert meta["epoch"] == 2 and meta["config"]["reduction"] == 2
 
 
+HISTORY_ROW = {"epoch": 1, "train_loss": 1.0, "train_accuracy": 0.5, "test_loss": 1.0,
+               "test_accuracy": 0.5, "lr": 0.1, "seconds": 1.0}
+
+
 def test_checkpoint_round_trip_without_pickle(tmp_path):
     rng = np.random.default_rng(123)
     rng.random(5)
@@ -59,7 +63,9 @@ def test_checkpoint_round_trip_without_pickle(tmp_path):
     optimizer_state = {"momentum_buffer.0": np.ones(3), "group.0.nesterov": np.array(False)}
     path = str(tmp_path / "ck.npz")
     save_checkpoint(path, model_state, optimizer_state,
-                    {"epoch": 4, "rng_state": generator_state_to_json(rng)})
+                    {"epoch": 4, "rng_state": generator_state_to_json(rng),
+                     "config": {"epochs": 5}, "history": [HISTORY_ROW] * 4,
+                     "normalization": {"mean": [0.5], "std": [0.25]}, "dataset": {}})
     loaded_model, loaded_optimizer, meta = load_checkpoint(path)
     for saved, loaded in ((model_state, loaded_model), (optimizer_state, loaded_optimizer)):
         assert saved.keys() == loaded.keys()
@@ -146,3 +152,43 @@ def test_float64_run_keeps_float64(tiny_data, tmp_path):
                       dataset=tiny_data.subset(32, 16))
     trainer.fit()
     assert all(p.data.dtype == np.float64 for p in trainer.model.parameters())
+
+
+def test_demo_warm_up_leaves_the_run_bit_identical(tiny_data, tmp_path):
+    from se_numpy.train.demo import warm_up
+    warmed = Trainer(_config(epochs=1), str(tmp_path / "warmed"), quiet=True, dataset=tiny_data)
+    before = warmed.model.state_dict()
+    rng_state = warmed.rng.bit_generator.state
+    assert warm_up(warmed) > 0
+    after = warmed.model.state_dict()
+    assert all(np.array_equal(before[key], after[key]) for key in before)
+    assert warmed.rng.bit_generator.state == rng_state
+    assert all(not np.any(p.grad) for p in warmed.model.parameters())
+    plain = Trainer(_config(epochs=1), str(tmp_path / "plain"), quiet=True, dataset=tiny_data)
+    assert warmed.fit()[0]["train_loss"] == plain.fit()[0]["train_loss"]
+
+
+def test_non_finite_batchnorm_statistics_stop_the_run(tiny_data, tmp_path):
+    # inputs of about 1e20 (a std of 1e-20 in the normalisation): their squares overflow
+    # float32, so BatchNorm's running variance becomes inf while its output, divided by
+    # that inf, stays finite and the weights may stay finite too
+    trainer = Trainer(_config(epochs=1), str(tmp_path), quiet=True, dataset=tiny_data)
+    trainer.train_loader.std = np.full_like(trainer.std, 1e-20)
+    with pytest.raises(TrainingDiverged, match=r"^BatchNorm's running statistics became "
+                                               r"non-finite after the last step \(.*running_var"
+                                               r".*Preceded by RuntimeWarning: overflow"):
+        trainer.fit()
+    _, _, meta = load_checkpoint(str(tmp_path / "checkpoint.npz"))
+    assert meta["epoch"] == 0
+
+
+@pytest.mark.parametrize("settings, match", [
+    (dict(train_limit=0), r"train_limit: expected an integer >= 1"),
+    (dict(test_limit=-5), r"test_limit: expected an integer >= 1"),
+    (dict(warmup=-3), r"warmup: expected an integer >= 0"),
+    (dict(epochs=1.5), r"epochs: expected an integer >= 0"),
+    (dict(lr=float("nan")), r"lr: expected a finite non-negative number"),
+])
+def test_train_config_refuses_out_of_range_settings(settings, match):
+    with pytest.raises(ValueError, match=match):
+        _config(**settings)

@@ -14,8 +14,8 @@
 # same run**: copying an array is the fastest any "read it once, write it
 # once" loop can be.
 #
-# The library's versions are in `se_numpy/kernels/cpu.py` (with their first
-# drafts in `cpu_naive.py`); `benchmarks/bench_kernels.py` measures all of
+# The library's versions are in `se_numpy/kernels/numba/` (with their first
+# drafts in `numba/naive.py`); `benchmarks/bench_kernels.py` measures all of
 # them on large maps.
 
 # %%
@@ -223,8 +223,8 @@ def squeeze_parallel(x):
 assert np.allclose(squeeze_parallel(x), reference_z, rtol=1e-12)
 record("squeeze: @njit parallel + reassoc", "squeeze", best_time(lambda: squeeze_parallel(x)),
        x.nbytes)
-record("squeeze: library (sn.kernels.cpu)", "squeeze",
-       best_time(lambda: sn.kernels.cpu.squeeze_forward(x)), x.nbytes)
+record("squeeze: library (sn.kernels.numba)", "squeeze",
+       best_time(lambda: sn.kernels.numba.squeeze_forward(x)), x.nbytes)
 
 # %% [markdown]
 # ## Scale, and the residual addition
@@ -280,7 +280,7 @@ def scale_add_fused(x, gates, shortcut):
 
 assert np.allclose(add_parallel(scale_parallel(x, gates), shortcut), expected, rtol=1e-6)
 assert np.allclose(scale_add_fused(x, gates, shortcut), expected, rtol=1e-6)
-assert np.allclose(sn.kernels.cpu.scale_add_forward(x, gates, shortcut), expected, rtol=1e-6)
+assert np.allclose(sn.kernels.numba.scale_add_forward(x, gates, shortcut), expected, rtol=1e-6)
 
 record("scale + add: NumPy (2 ops, temporaries)", "scale", best_time(scale_then_add_numpy),
        minimum_bytes)
@@ -289,7 +289,7 @@ record("scale + add: @njit parallel, 2 passes", "scale",
 record("scale + add: @njit parallel, fused", "scale",
        best_time(lambda: scale_add_fused(x, gates, shortcut)), minimum_bytes)
 record("scale + add: library scale_add_forward", "scale",
-       best_time(lambda: sn.kernels.cpu.scale_add_forward(x, gates, shortcut)), minimum_bytes)
+       best_time(lambda: sn.kernels.numba.scale_add_forward(x, gates, shortcut)), minimum_bytes)
 
 # %%
 fig, axis = plt.subplots(figsize=(9, 5.5))
@@ -407,7 +407,7 @@ plt.close(fig)
 # faster. The float64 accumulator is slower per number in cache (it converts
 # each float32 and has half the lanes), but on a map in *memory* it makes no
 # difference — the loop waits for memory anyway — and it is far more
-# accurate. That is why `sn.kernels.cpu` sums float32 maps in float64 with
+# accurate. That is why `sn.kernels.numba` sums float32 maps in float64 with
 # `reassoc` (and `contract`, for fused multiply-adds in the dot products).
 #
 # ## Exercises
@@ -415,7 +415,7 @@ plt.close(fig)
 # Solutions: `tutorials/solutions/04_cpu_kernels_solutions.py`.
 #
 # 1. Write the SE backward's second pass, `dx = dy·s + dz/(HW)`, as a
-#    parallel `@njit` loop; check it against `sn.kernels.numpy_ref.se_backward_dx`
+#    parallel `@njit` loop; check it against `sn.kernels.numpy.se_backward_dx`
 #    and measure its fraction of the copy bandwidth (minimum bytes: read
 #    `dy`, write `dx`). Then write `dz / (H*W)` with a Python int inside the
 #    loop on float32 data and find out why it is slower (look at the LLVM IR

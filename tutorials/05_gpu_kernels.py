@@ -6,7 +6,7 @@
 # kernels — a naive one (one thread per channel) and a shared-memory tree
 # reduction (a warp of 32 threads per channel) — run them anywhere (on a GPU
 # if there is one, in Numba's CUDA *simulator* if not), and see how the
-# library's kernels (`se_numpy/kernels/cuda.py`) and benchmark are organised.
+# library's kernels (`se_numpy/kernels/cuda/`) and benchmark are organised.
 
 # %% [markdown]
 # ## Simulator or GPU: decided before numba is imported
@@ -17,7 +17,7 @@
 # **before `numba` is first imported**: Numba reads its configuration from
 # the environment once, at import (`numba.config`), and `numba.cuda` binds
 # either to the CUDA driver or to the simulator at that moment. Setting it
-# later, after anything has imported numba (`se_numpy.kernels.cpu` does),
+# later, after anything has imported numba (`se_numpy.kernels.numba` does),
 # changes nothing. So the first cell looks for a GPU driver *without*
 # importing numba: it tries to load the CUDA driver library.
 
@@ -246,7 +246,7 @@ assert np.isclose(levels[-1][0], row.sum())
 # %% [markdown]
 # ## The library's kernels and the benchmark
 #
-# `se_numpy/kernels/cuda.py` has the same functions as the CPU backends, so
+# `se_numpy/kernels/cuda/` has the same functions as the CPU backends, so
 # a whole network runs on `sn.use_backend("cuda")`. It refines the tree
 # kernel above: 256-thread blocks that take 8 short rows at once (a 7x7 map
 # would leave most of a block idle) or one long row; a grid capped at a few
@@ -291,6 +291,6 @@ else:
 #    missing barrier dangerous even when a test passes on a GPU?
 # 2. Write a kernel for the scale, `y[r, k] = x[r, k] · s[r]`, with one
 #    thread per *element* (2-d grid, or a flat index `r = i // (H·W)`), and
-#    check it against `sn.kernels.numpy_ref.scale_forward`.
+#    check it against `sn.kernels.numpy.scale_forward`.
 # 3. Launch `squeeze_tree` with 1, 2 and 5 blocks on the same input. Why
 #    is the result the same, bit for bit?

@@ -20,6 +20,7 @@ with S stages of N_s blocks whose SE blocks see C_s channels,
 """
 from collections import namedtuple
 
+from ..functional.se import hidden_width
 from ..nn.container import Sequential
 from ..nn.se import SEBlock
 
@@ -101,7 +102,7 @@ def se_params_closed_form(blocks_per_stage, channels_per_stage, reduction=16, bi
         blocks_per_stage)
     total = 0
     for blocks, channels, ratio in zip(blocks_per_stage, channels_per_stage, ratios):
-        hidden = max(1, int(channels // ratio))
+        hidden = hidden_width(channels, ratio)
         per_block = 2 * channels * hidden + ((hidden + channels) if bias else 0)
         total += blocks * per_block
     return int(total)

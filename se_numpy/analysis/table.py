@@ -22,6 +22,7 @@ The paper gives parameter counts only for ResNet-50 / SE-ResNet-50 (Sec. 3.3
 and Table 10: 25.6M / 28.1M), SE_3x3 (Table 15: 25.8M) and MobileNet
 (Table 3: 4.2M / 4.7M); other cells show "-".
 """
+import sys
 from collections import namedtuple
 
 from .counting import count_flops, count_params
@@ -153,7 +154,9 @@ def _run(args):
     rows = [row for row in PAPER_ROWS
             if not args.only or any(key.lower() in row.label.lower() for key in args.only)]
     if not rows:
-        print(f"no row of the table matches {args.only}")
+        print(f"se-numpy models: error: no row of the table matches --only "
+              f"{' '.join(args.only)}; valid rows: {', '.join(row.label for row in PAPER_ROWS)}",
+              file=sys.stderr)
         return 2
     measurements = []
     for row in rows:

@@ -37,35 +37,30 @@ DEFAULT_SHAPES = ((64, 256, 56, 56), (8, 64, 32, 32))
 QUICK_SHAPES = ((16, 64, 56, 56), (8, 64, 32, 32))
 OVERHEAD_SHAPES = ((1, 64, 7, 7), (8, 64, 8, 8))
 
-# What each timed kernel must move, in whole feature maps and (N, C) vectors:
-# (maps read, maps written, vectors read, vectors written, int64 vectors moved)
-TRAFFIC = {
-    "device_copy": (1, 1, 0, 0, 0),
-    "squeeze_forward_naive": (1, 0, 0, 1, 0),
-    "squeeze_forward": (1, 0, 0, 1, 0),
-    "squeeze_forward_shuffle": (1, 0, 0, 1, 0),
-    "squeeze_backward": (0, 1, 1, 0, 0),
-    "max_squeeze_forward": (1, 0, 0, 1, 1),
-    "max_squeeze_backward": (0, 1, 1, 0, 1),
-    "scale_forward": (1, 1, 1, 0, 0),
-    "scale_backward": (2, 1, 1, 1, 0),
-    "se_backward_ds": (2, 0, 0, 1, 0),
-    "se_backward_dx": (1, 1, 2, 0, 0),
-    "scale_add_forward": (2, 1, 1, 0, 0),
-}
+# The kernels timed: every SE row of the contract, and the two other squeeze
+# kernels, which move what squeeze_forward moves.
+VARIANTS = {"squeeze_forward_naive": "squeeze_forward", "squeeze_forward_shuffle": "squeeze_forward"}
 
 
 # ============================================================================ plain arithmetic
+def timed_kernels():
+    """Names of the timed kernels, in the table's order: the copy, then the contract's SE rows."""
+    from ..kernels import contract
+    names = [op.name for op in contract.CONTRACT if op.file == "se"]
+    return ["device_copy", "squeeze_forward_naive", *names[:1], "squeeze_forward_shuffle",
+            *names[1:]]
+
+
 def minimum_bytes(kernel, shape, itemsize):
-    """Bytes ``kernel`` moves at least on an NCHW map of ``shape`` with ``itemsize``-byte floats."""
-    if kernel not in TRAFFIC:
-        raise ValueError(f"kernel: expected one of {sorted(TRAFFIC)}, got {kernel!r}")
-    n, c, h, w = shape
-    maps_read, maps_written, vectors_read, vectors_written, int_vectors = TRAFFIC[kernel]
-    map_bytes = n * c * h * w * itemsize
-    vector_bytes = n * c * itemsize
-    return ((maps_read + maps_written) * map_bytes + (vectors_read + vectors_written) * vector_bytes
-            + int_vectors * n * c * 8)
+    """Bytes ``kernel`` moves at least on an NCHW map of ``shape`` with ``itemsize``-byte floats:
+    ``contract.minimum_bytes`` of the row it implements; the copy reads and writes the map."""
+    from ..kernels import contract
+    if kernel == "device_copy":
+        return 2 * math.prod(shape) * itemsize
+    name = VARIANTS.get(kernel, kernel)
+    if name not in contract.OPS or contract.OPS[name].file != "se":
+        raise ValueError(f"kernel: expected one of {timed_kernels()}, got {kernel!r}")
+    return contract.minimum_bytes(name, shape, itemsize)
 
 
 def se_block_bound_seconds(shape, itemsize, copy_GBps):
@@ -156,46 +151,32 @@ def _time_batches(cuda, launch, repeats):
 
 
 def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
-    """{name: zero-argument function launching that kernel on preallocated device arrays}."""
+    """{name: zero-argument function launching that kernel on preallocated device arrays}.
+
+    The arrays follow the contract row's roles: maps as (N·C, H·W) rows,
+    vectors as (N·C,), indices int64; inputs first, then outputs."""
+    from ..kernels import contract
     rng = np.random.default_rng(seed)
     n, c, h, w = shape
     rows, row_length = n * c, h * w
 
-    def device_map():
-        return cuda.to_device(rng.standard_normal((rows, row_length)).astype(dtype))
-
-    def device_vector():
+    def device_array(role):
+        if role == contract.MAP:
+            return cuda.to_device(rng.standard_normal((rows, row_length)).astype(dtype))
+        if role == contract.INDEX:
+            return cuda.to_device(rng.integers(0, row_length, rows).astype(np.int64))
         return cuda.to_device(rng.uniform(0.1, 1, rows).astype(dtype))
 
-    x, dy, shortcut, out = device_map(), device_map(), device_map(), device_map()
-    s, dz, vector_out = device_vector(), device_vector(), device_vector()
-    argmax = cuda.to_device(rng.integers(0, row_length, rows).astype(np.int64))
-    kernels = gpu.KERNELS
-    return {
-        "device_copy": lambda: out.copy_to_device(x),
-        "squeeze_forward_naive": lambda: gpu.launch_threads(
-            kernels["squeeze_naive_kernel"], rows)(x, vector_out),
-        "squeeze_forward": lambda: gpu.launch_rows(
-            kernels["squeeze_tree_kernel"], rows, row_length)(x, vector_out),
-        "squeeze_forward_shuffle": lambda: gpu.launch_warp_rows(
-            kernels["squeeze_shuffle_kernel"], rows)(x, vector_out),
-        "squeeze_backward": lambda: gpu.launch_rows(
-            kernels["squeeze_backward_kernel"], rows, row_length)(dz, out),
-        "max_squeeze_forward": lambda: gpu.launch_rows(
-            kernels["max_squeeze_kernel"], rows, row_length)(x, vector_out, argmax),
-        "max_squeeze_backward": lambda: gpu.launch_rows(
-            kernels["max_squeeze_backward_kernel"], rows, row_length)(dz, argmax, out),
-        "scale_forward": lambda: gpu.launch_rows(
-            kernels["scale_kernel"], rows, row_length)(x, s, out),
-        "scale_backward": lambda: gpu.launch_rows(
-            kernels["scale_backward_kernel"], rows, row_length)(dy, x, s, out, vector_out),
-        "se_backward_ds": lambda: gpu.launch_rows(
-            kernels["row_dot_kernel"], rows, row_length)(dy, x, vector_out),
-        "se_backward_dx": lambda: gpu.launch_rows(
-            kernels["se_backward_dx_kernel"], rows, row_length)(dy, s, dz, out),
-        "scale_add_forward": lambda: gpu.launch_rows(
-            kernels["scale_add_kernel"], rows, row_length)(x, s, shortcut, out),
-    }
+    x, out = device_array(contract.MAP), device_array(contract.MAP)
+    launches = {"device_copy": lambda: out.copy_to_device(x)}
+    for name in timed_kernels()[1:]:
+        wrapper = getattr(gpu.se, name)          # the host wrapper, with its kernel and launch
+        op = contract.OPS[VARIANTS.get(name, name)]
+        arrays = [device_array(role) for _, role in op.arguments + op.outputs
+                  if role != contract.SHAPE]
+        launch = wrapper.launch(wrapper.kernel, rows, row_length)
+        launches[name] = lambda launch=launch, arrays=arrays: launch(*arrays)
+    return launches
 
 
 def _torch_launches(shape, dtype, seed=0):
@@ -244,11 +225,12 @@ def _time_torch(launch, repeats):
 
 def _time_se_block(gpu, cuda, shape, dtype, repeats, copy_GBps):
     """SE block forward + backward: the four kernels alone, and CudaSEBlock with its host part."""
-    from ..kernels.cuda_device import CudaSEBlock
+    from ..functional.se import hidden_width
+    from ..nn.cuda_se import CudaSEBlock
 
     rng = np.random.default_rng(1)
     n, c, h, w = shape
-    hidden = max(c // 16, 1)
+    hidden = hidden_width(c, 16)
     block = CudaSEBlock((rng.standard_normal((hidden, c)) / np.sqrt(c)).astype(dtype),
                         np.zeros(hidden, dtype),
                         (rng.standard_normal((c, hidden)) / np.sqrt(hidden)).astype(dtype),

@@ -28,6 +28,10 @@ import time
 import numpy as np
 from numba import njit, prange
 
+# before the first parallel loop of the process: it sets OpenMP's wait policy
+# (OMP_WAIT_POLICY=passive, kernels/numba/threads.py), read once when OpenMP starts
+from ..kernels.numba import threads  # noqa: F401
+
 GB = 1e9
 
 # glibc mallopt parameters (malloc.h)

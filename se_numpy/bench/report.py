@@ -21,7 +21,7 @@ def format_table(result):
         lines.append("")
         lines.append(f"shape {tuple(entry['shape'])} {entry['dtype']}   "
                      "ms (fraction of copy bandwidth)")
-        header = f"{'kernel':<22}{'MB':>8}" + "".join(f"{b:>18}" for b in backends)
+        header = f"{'kernel':<26}{'MB':>8}" + "".join(f"{b:>18}" for b in backends)
         lines.append(header)
         lines.append("-" * len(header))
         for row in entry["kernels"]:
@@ -30,7 +30,7 @@ def format_table(result):
                 rates = row["results"].get(backend)
                 cells.append(f"{rates['seconds'] * 1e3:>10.2f} ({rates['fraction_of_bandwidth']:.2f})"
                              if rates else f"{'-':>18}")
-            lines.append(f"{row['kernel']:<22}{row['min_bytes'] / 1e6:>8.1f}" + "".join(cells))
+            lines.append(f"{row['kernel']:<26}{row['min_bytes'] / 1e6:>8.1f}" + "".join(cells))
         block = entry["se_block"]
         lines.append(f"SE block forward+backward: 7-pass bound {block['bound_seconds'] * 1e3:.2f} ms")
         for backend, timing in block["results"].items():
@@ -40,7 +40,7 @@ def format_table(result):
         for other, ratio in speedups.items():
             lines.append(f"  numba is {ratio:.2f}x faster than {other}")
         if entry.get("progression"):
-            lines.append("progression (cpu_naive.py -> cpu.py):")
+            lines.append("progression (kernels/numba/naive.py -> se.py):")
             for step in entry["progression"]:
                 lines.append(f"  {step['step']:<58}{step['seconds'] * 1e3:>10.2f} ms "
                              f"({step['fraction_of_bandwidth']:.2f})")

@@ -11,74 +11,33 @@ values per row, each plane row-major 32 x 32 — and ``b'labels'`` (CIFAR-10) or
 ``b'fine_labels'`` (CIFAR-100): a list of N ints.
 
 A pickle can run arbitrary code while loading (its REDUCE opcode calls any
-importable function, e.g. ``os.system``). ``SafeUnpickler`` therefore resolves
-only the few globals these files actually contain — numpy's array rebuilding
-helpers — and refuses every other name, so a tampered file fails with a
-``ValueError`` instead of executing anything.
+importable function, e.g. ``os.system``), and even NumPy's own array
+rebuilding functions can be abused to read outside a buffer. The files are
+therefore read by ``pickle_reader.read_restricted_pickle``, a stack machine
+that calls nothing and builds only plain containers and checked numpy
+arrays, within limits proportional to the file (see that module).
 """
 import os
-import pickle
 
 import numpy as np
 
 from .dataset import ImageDataset, check_label_range
+from .pickle_reader import PickleRefused, read_restricted_pickle
 
 CIFAR10_CLASS_NAMES = ("airplane", "automobile", "bird", "cat", "deer",
                        "dog", "frog", "horse", "ship", "truck")
 CIFAR_IMAGE_SHAPE = (3, 32, 32)
-
-
-def _numpy_reconstruct():
-    # numpy 2 moved numpy.core to numpy._core; the function is the same either way
-    try:
-        from numpy._core.multiarray import _reconstruct
-    except ImportError:                                   # numpy < 2
-        from numpy.core.multiarray import _reconstruct
-    return _reconstruct
-
-
-class SafeUnpickler(pickle.Unpickler):
-    """An unpickler that rebuilds dicts, lists, bytes, str, ints and numpy arrays, nothing else.
-
-    The CIFAR batches reference exactly three globals, all needed to rebuild a
-    numpy array pickled with protocol 2: ``numpy.core.multiarray._reconstruct``
-    (called as ``_reconstruct(numpy.ndarray, (0,), b'b')`` to make an empty
-    array whose state is then set), ``numpy.ndarray`` and ``numpy.dtype``. Plain
-    containers and scalars need no globals at all. Anything else (``os.system``,
-    ``builtins.eval``, ``subprocess.Popen`` ...) raises ``pickle.UnpicklingError``.
-    """
-
-    # (module, name) as written in the file -> the object it may resolve to
-    ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-        ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct(),
-        ("numpy", "ndarray"): np.ndarray,
-        ("numpy", "dtype"): np.dtype,
-    }
-
-    def find_class(self, module, name):
-        try:
-            return self.ALLOWED[(module, name)]
-        except KeyError:
-            raise pickle.UnpicklingError(
-                f"refusing to load global {module}.{name}: a CIFAR batch only contains "
-                "dicts, lists, bytes, strings, ints and numpy arrays") from None
+MAX_CLASS_NAME = 64          # characters of one class name in CIFAR-100's meta
 
 
 def safe_load_pickle(path):
-    """Unpickle ``path`` with ``SafeUnpickler``; a failure is a ``ValueError`` naming the file."""
+    """Read ``path`` with the restricted pickle reader; a refusal is a ``ValueError`` naming it."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"CIFAR file not found: {path}")
     try:
-        with open(path, "rb") as handle:
-            # encoding="bytes": the files were written by Python 2, whose str is our bytes
-            return SafeUnpickler(handle, encoding="bytes").load()
-    except pickle.UnpicklingError as error:
-        raise ValueError(f"{path}: not a valid CIFAR batch: {error}") from None
-    except (EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError,
-            MemoryError, OverflowError) as error:
-        raise ValueError(f"{path}: not a valid CIFAR batch (truncated or corrupt pickle: "
-                         f"{type(error).__name__}: {error})") from None
+        return read_restricted_pickle(path)
+    except PickleRefused as error:
+        raise ValueError(f"{path}: not a valid CIFAR file: {error}") from None
 
 
 def _get(batch, key):
@@ -98,22 +57,38 @@ def read_cifar_batch(path, label_key, num_classes):
         data = _get(batch, "data")
         labels = _get(batch, label_key)
     except KeyError as error:
-        raise ValueError(f"{path}: missing key {error.args[0]!r} "
-                         f"(found keys {sorted(map(str, batch))})") from None
+        found = ", ".join(repr(key)[:40] for key in list(batch)[:10])
+        raise ValueError(f"{path}: missing key {error.args[0]!r} (found keys {found}"
+                         + (", ..." if len(batch) > 10 else "") + ")") from None
     row_length = int(np.prod(CIFAR_IMAGE_SHAPE))
     if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
             or data.shape[1] != row_length:
         raise ValueError(f"{path}: 'data' must be a uint8 array of shape (N, {row_length}), got "
                          f"{getattr(data, 'dtype', type(data).__name__)} with shape "
                          f"{getattr(data, 'shape', None)}")
-    if not isinstance(labels, (list, tuple, np.ndarray)) or \
-            not all(isinstance(label, (int, np.integer)) for label in labels):
-        raise ValueError(f"{path}: {label_key!r} must be a list of ints")
-    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if data.shape[0] == 0:
+        raise ValueError(f"{path}: holds no images")
+    labels = _labels_array(labels, path, label_key)
     if labels.shape[0] != data.shape[0]:
         raise ValueError(f"{path}: {data.shape[0]} images but {labels.shape[0]} labels")
-    check_label_range(labels, num_classes, f"{path} {label_key}")
+    check_label_range(labels, num_classes, f"{path}: {label_key}")
     return data.reshape(-1, *CIFAR_IMAGE_SHAPE), labels
+
+
+def _labels_array(labels, path, label_key):
+    """A list of ints or a 1-d integer array (re-pickled copies) -> int64 (N,)."""
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"{path}: {label_key!r} must be a 1-d integer array, got "
+                             f"{labels.dtype} with shape {labels.shape}")
+        # uint64 values past int64 wrap to negatives, which the range check refuses
+        return labels.astype(np.int64)
+    if not isinstance(labels, list) or \
+            not all(type(label) is int for label in labels):
+        raise ValueError(f"{path}: {label_key!r} must be a list of ints")
+    if labels and not all(-2**63 <= label < 2**63 for label in labels):
+        raise ValueError(f"{path}: {label_key!r} holds integers outside int64")
+    return np.array(labels, dtype=np.int64)
 
 
 def _read_files(directory, names, label_key, num_classes):
@@ -144,13 +119,26 @@ def load_cifar100(directory):
     class_names = tuple(f"class_{i}" for i in range(100))
     meta_path = os.path.join(directory, "meta")
     if os.path.isfile(meta_path):
-        meta = safe_load_pickle(meta_path)
-        try:
-            names = _get(meta, "fine_label_names")
-        except (KeyError, TypeError):
-            raise ValueError(f"{meta_path}: expected a dict with 'fine_label_names'") from None
-        if len(names) != 100:
-            raise ValueError(f"{meta_path}: expected 100 fine_label_names, got {len(names)}")
-        class_names = tuple(name.decode() if isinstance(name, bytes) else str(name)
-                            for name in names)
+        class_names = _read_class_names(meta_path)
     return ImageDataset("cifar100", *train, *test, class_names)
+
+
+def _read_class_names(meta_path):
+    """CIFAR-100's ``meta``: 100 short ``fine_label_names`` (they go into every checkpoint)."""
+    meta = safe_load_pickle(meta_path)
+    try:
+        names = _get(meta, "fine_label_names")
+    except (KeyError, TypeError):
+        raise ValueError(f"{meta_path}: expected a dict with 'fine_label_names'") from None
+    if not isinstance(names, list) or len(names) != 100:
+        raise ValueError(f"{meta_path}: expected a list of 100 fine_label_names, got "
+                         f"{type(names).__name__} of {len(names) if hasattr(names, '__len__') else 0}")
+    decoded = []
+    for index, name in enumerate(names):
+        text = name.decode("latin-1") if isinstance(name, bytes) else name
+        if not isinstance(text, str) or not 0 < len(text) <= MAX_CLASS_NAME \
+                or not text.isprintable():
+            raise ValueError(f"{meta_path}: fine_label_names[{index}] must be a printable "
+                             f"string of 1 to {MAX_CLASS_NAME} characters")
+        decoded.append(text)
+    return tuple(decoded)

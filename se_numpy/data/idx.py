@@ -17,11 +17,15 @@ so an image file starts with magic 0x00000803 = 2051 and a label file with
 import gzip
 import os
 import struct
+import zlib
 
 import numpy as np
 
 from .dataset import ImageDataset, check_label_range
 
+MAX_IDX_BYTES = 256 * 2**20     # MNIST's training images are 47 MB
+MAX_GZIP_RATIO = 200            # MNIST's images compress 5:1; deflate's limit is about 1032:1
+READ_CHUNK = 2**20
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 MNIST_CLASS_NAMES = tuple(str(digit) for digit in range(10))
@@ -38,37 +42,79 @@ def _find_file(directory, stem):
     raise FileNotFoundError(f"IDX file not found: {os.path.join(directory, stem)}[.gz]")
 
 
-def _read_bytes(path):
-    try:
-        if path.endswith(".gz"):
-            with gzip.open(path, "rb") as handle:
-                return handle.read()
-        with open(path, "rb") as handle:
-            return handle.read()
-    except (OSError, EOFError) as error:   # gzip.BadGzipFile is an OSError
-        raise ValueError(f"{path}: cannot read ({type(error).__name__}: {error})") from None
+def _open(path):
+    return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
 
-def read_idx(path, expected_magic):
-    """Parse one IDX file of unsigned bytes into an ndarray of the shape its header declares."""
-    raw = _read_bytes(path)
-    if len(raw) < 4:
-        raise ValueError(f"{path}: {len(raw)} bytes is too short for an IDX header")
-    magic = struct.unpack(">I", raw[:4])[0]
+def _read_exactly(handle, count):
+    """``count`` bytes from a (possibly decompressing) stream, in chunks: never more."""
+    chunks, remaining = [], count
+    while remaining:
+        chunk = handle.read(min(remaining, READ_CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        remaining -= len(chunk)
+    return b"".join(chunks)
+
+
+def _check_header(path, header, expected_magic):
+    """The magic and the sizes, checked before any data is read; returns the shape."""
+    if len(header) < 4:
+        raise ValueError(f"{path}: {len(header)} bytes is too short for an IDX header")
+    magic = struct.unpack(">I", header[:4])[0]
     if magic != expected_magic:
         raise ValueError(f"{path}: wrong magic number {magic} (0x{magic:08x}), "
                          f"expected {expected_magic} (0x{expected_magic:08x})")
-    ndim = raw[3]
-    header_length = 4 + 4 * ndim
-    if len(raw) < header_length:
-        raise ValueError(f"{path}: truncated header ({len(raw)} bytes, need {header_length})")
-    shape = struct.unpack(f">{ndim}I", raw[4:header_length])
-    expected_length = header_length + int(np.prod(shape, dtype=np.int64))
-    if len(raw) != expected_length:
+    ndim = header[3]
+    if len(header) < 4 + 4 * ndim:
+        raise ValueError(f"{path}: truncated header ({len(header)} bytes, need {4 + 4 * ndim})")
+    shape = struct.unpack(f">{ndim}I", header[4:4 + 4 * ndim])
+    if 0 in shape:
+        raise ValueError(f"{path}: header declares shape {shape}: no images")
+    count = 1
+    for size in shape:           # Python ints: no overflow however large the sizes
+        count *= size
+    if count > MAX_IDX_BYTES:
+        raise ValueError(f"{path}: header declares shape {shape}, i.e. {count} bytes, more "
+                         f"than the {MAX_IDX_BYTES} an IDX file may hold")
+    return shape, count
+
+
+def read_idx(path, expected_magic):
+    """Parse one IDX file of unsigned bytes into an ndarray of the shape its header declares.
+
+    The header is checked before the data is touched: a plain file's size must
+    equal what the header promises, and a gzip stream is decompressed in
+    chunks, stopping one byte after the promised size (a small ``.gz`` that
+    expands to gigabytes costs at most the declared size, itself capped).
+    """
+    compressed = path.endswith(".gz")
+    try:
+        file_size = os.path.getsize(path)
+        with _open(path) as handle:
+            # magic tells the rank, so the whole header is 4 + 4 * rank bytes
+            header = _read_exactly(handle, 4)
+            if len(header) == 4:
+                header += _read_exactly(handle, 4 * header[3])
+            shape, count = _check_header(path, header, expected_magic)
+            expected_length = len(header) + count
+            if not compressed and file_size != expected_length:
+                raise ValueError(f"{path}: header declares shape {shape}, i.e. {expected_length} "
+                                 f"bytes, but the file has {file_size} bytes"
+                                 + (" (truncated)" if file_size < expected_length else ""))
+            if compressed and count > MAX_GZIP_RATIO * file_size:
+                raise ValueError(f"{path}: header declares {count} bytes from {file_size} "
+                                 f"compressed, a ratio above {MAX_GZIP_RATIO} (not an IDX file)")
+            data = _read_exactly(handle, count + 1)
+    except (OSError, EOFError, zlib.error) as error:   # gzip.BadGzipFile is an OSError
+        raise ValueError(f"{path}: cannot read ({type(error).__name__}: {error})") from None
+    if len(data) != count:
         raise ValueError(f"{path}: header declares shape {shape}, i.e. {expected_length} bytes, "
-                         f"but the file has {len(raw)} bytes"
-                         + (" (truncated)" if len(raw) < expected_length else ""))
-    return np.frombuffer(raw, dtype=np.uint8, offset=header_length).reshape(shape)
+                         f"but the {'stream' if compressed else 'file'} has "
+                         + (f"{len(header) + len(data)} bytes (truncated)" if len(data) < count
+                            else "more"))
+    return np.frombuffer(data, dtype=np.uint8).reshape(shape).copy()
 
 
 def read_idx_pair(directory, prefix):

@@ -6,7 +6,11 @@
     cifar100:DIR           CIFAR-100 python files in DIR
     mnist:DIR              MNIST IDX files in DIR
     fashion-mnist:DIR      Fashion-MNIST IDX files in DIR
+
+``~`` and environment variables (``$HOME``, ``${DATA}``) in DIR are expanded.
 """
+import os
+
 from .cifar import load_cifar10, load_cifar100
 from .idx import load_fashion_mnist, load_mnist
 from .synthetic import make_synthetic
@@ -34,4 +38,5 @@ def load_dataset(spec):
                          f"{', '.join(DATASET_NAMES)}")
     if not argument:
         raise ValueError(f"data {spec!r}: {name} needs a directory, e.g. '{name}:/data/{name}'")
-    return _LOADERS[name](argument)
+    # the shell expands ~ only at the start of a word, never after "cifar10:"
+    return _LOADERS[name](os.path.expanduser(os.path.expandvars(argument)))

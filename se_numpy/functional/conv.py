@@ -11,9 +11,10 @@ Forward (g = groups; filter o belongs to group γ = o // (O/g) and reads channel
 
     out[n,o,p,q] = b[o] + Σ_{c,a,b} w[o,c,a,b] · x_pad[n, γ·C/g + c, p·sh + a·dh, q·sw + b·dw]
 
-Computed as "im2col + matrix product": im2col unfolds every receptive field
-into a column, and the columns of the whole batch are laid side by side, so
-each group is *one* large matrix product (one BLAS call, not N small ones)::
+The NumPy reference (``kernels/numpy/conv.py``) computes it as "im2col +
+matrix product": im2col unfolds every receptive field into a column, and the
+columns of the whole batch are laid side by side, so each group is *one*
+large matrix product (one BLAS call, not N small ones)::
 
     cols_γ  (C/g·kh·kw, N·OH·OW)       the receptive fields of group γ, every sample
     out_γ   = W_γ (O/g, C/g·kh·kw) @ cols_γ  ->  (O/g, N·OH·OW), reshaped to NCHW
@@ -31,6 +32,9 @@ input pixel it was copied from. A pixel that lies in several receptive fields
 (overlapping windows, stride < kernel) was copied several times in the forward
 pass, so it receives the sum of all those gradients; pixels in the padding are
 dropped at the end, because the padding is a constant, not an input.
+
+The Numba backend computes the same sums one sample at a time, unfolding each
+sample into a small cache-resident buffer (``kernels/numba/conv.py``).
 """
 from typing import NamedTuple
 

@@ -39,7 +39,7 @@ rescaling the whole channel, so those directions carry no gradient.
 
 The passes over the map run in the active backend's kernels
 (``batch_norm_statistics``, ``batch_norm_normalize``, ``batch_norm_backward_sums``,
-``batch_norm_backward_dx``; the plain NumPy version is in ``kernels/numpy_ref.py``).
+``batch_norm_backward_dx``; the plain NumPy version is in ``kernels/numpy/norm.py``).
 
 Running statistics follow PyTorch exactly (see ``update_running_stats``).
 """

@@ -184,25 +184,6 @@ def se_block_forward(x, w1, b1, w2, b2, squeeze="avg", gate="sigmoid", activatio
     return y, {"x": x, "s": s, "squeeze": squeeze_cache, "excitation": excitation_cache}
 
 
-def _gates_to_input(ds, cache, dy):
-    """Shared tail of the block backwards: ds -> (dx, parameter grads).
-
-    x reaches the output along two paths, so its gradient is a sum:
-
-        dx = dy · s                     (direct path, through the scale)
-           + squeeze_backward(dz)       (through z -> s, where dz = excitation_backward(ds))
-
-    For the average squeeze the second term is dz/(HW) at every position, and
-    the kernel ``se_backward_dx`` writes both terms in one pass over the map.
-    """
-    dz, dw1, db1, dw2, db2 = excitation_backward(ds, cache["excitation"])
-    if cache["squeeze"][0] == "avg":
-        dx = _kernels().se_backward_dx(dy, cache["s"], dz)
-    else:
-        dx = dy * cache["s"][:, :, None, None] + squeeze_backward(dz, cache["squeeze"])
-    return dx, dw1, db1, dw2, db2
-
-
 def se_block_backward(dy, cache):
     """Backward of the SE block. dy (N, C, H, W) -> (dx, dw1, db1, dw2, db2).
 
@@ -212,10 +193,20 @@ def se_block_backward(dy, cache):
 
     Together with the forward's three passes (squeeze reads x; scale reads x and
     writes y) that is 7 passes over the feature map, the minimum.
+
+    x reaches the output along two paths, so its gradient is a sum: dy · s
+    (through the scale) plus squeeze_backward(dz) (through z -> s). For the
+    average squeeze the second term is dz/(HW) at every position, and the
+    kernel ``se_backward_dx`` writes both terms in one pass over the map.
     """
     check_shape(dy, cache["x"].shape, "dy")
     ds = _kernels().se_backward_ds(dy, cache["x"])
-    return _gates_to_input(ds, cache, dy)
+    dz, dw1, db1, dw2, db2 = excitation_backward(ds, cache["excitation"])
+    if cache["squeeze"][0] == "avg":
+        dx = _kernels().se_backward_dx(dy, cache["s"], dz)
+    else:
+        dx = dy * cache["s"][:, :, None, None] + squeeze_backward(dz, cache["squeeze"])
+    return dx, dw1, db1, dw2, db2
 
 
 def se_block_add_forward(x, shortcut, w1, b1, w2, b2, squeeze="avg", gate="sigmoid",

@@ -1,81 +1,119 @@
-"""Central differences, their error estimate, and kink detection.
+"""Central differences on a ladder of steps: the step chosen from the function, its error, kinks.
 
-Everything here works on the outputs y of the checked function at the five
-points of a stencil x − 2h, x − h, x, x + h, x + 2h along one direction (one
-entry of one input, or a random direction over all inputs). The scalar is
-L = Σ_k y_k·dy_k, but differences are taken on y *before* summing:
+Everything here works along one *line* through the inputs, x + t·v: one
+entry of one input (v a unit vector) or a group of entries (a random v over
+them). The scalar is L = Σ_k y_k·dy_k, and differences are taken on y before
+summing,
 
-    L(x+h) − L(x−h) = Σ_k (y_k(x+h) − y_k(x−h))·dy_k
+    L(x+tv) − L(x−tv) = Σ_k (y_k(x+tv) − y_k(x−tv))·dy_k,
 
-Outputs that the perturbation does not touch then cancel exactly instead of
-leaving rounding noise of size eps·|L| behind, which matters when y is large
-and only a few of its entries depend on the perturbed one.
+so outputs the perturbation does not reach cancel exactly instead of leaving
+rounding noise of size eps·|L| behind.
 
-Step (why h = eps^(1/3)·max(1, |x|)). The central difference
-D(h) = (L(x+h) − L(x−h)) / (2h) has truncation error T(h) = h²·L'''/6 + O(h⁴)
-and rounding error R(h) ≈ δ/h, where δ is the error of one evaluation of L. The
-sum T + R is smallest where h³ ~ δ/L''', i.e. h ~ eps^(1/3) ≈ 6e-6 for
-relative accuracy eps in L and a third derivative of order one; the factor
-max(1, |x|) keeps the step relative for large entries. The points are
-represented exactly: the difference quotient divides by the distance between
-the two points actually evaluated, (x+h) − (x−h) in floating point, not by 2h.
+What is compared on a rung t is the *discrepancy*
 
-Error estimate (Richardson). D(2h) has four times the truncation error of D(h)
-(T ∝ h²), so D(2h) − D(h) ≈ 3·T(h) and T(h) ≈ |D(2h) − D(h)| / 3. The rounding
-error is bounded from the outputs: each y_k is taken to be correct to
-ROUNDING_ULPS units in the last place, so
-R ≤ ROUNDING_ULPS·eps·Σ_k |dy_k|·(|y_k(x+h)| + |y_k(x−h)|) / (2h) over the outputs
-that depend on the perturbed entry. Which ones do is seen from one more
-evaluation, at a probe point x + PROBE_SCALE·max(1, |x|): an output that does
-not move there (a 1%-step) moves by far less than an ulp under the step h,
-while one that moves must be counted, even when its change under h is too
-small to show (a softmax normaliser barely touched by a tiny logit). Outputs
-that do not depend on the entry (most of them, for an element-wise f) add no
-rounding, so the bound does not grow with the size of y. The tolerance of an
-entry is
+    d(t) = D(t) − A(t),   D(t) = (L(x+tv) − L(x−tv)) / (2t),
+                          A(t) = <g, (x+tv) − (x−tv)> / (2t),
 
-    TRUNCATION_SAFETY × (T(h) + R(h) + R(2h)) + floor,
-    floor = RELATIVE_FLOOR·max(|analytical|, |numerical|) + SCALE_FLOOR·(largest |gradient| of the tensor)
+the central difference against the analytical gradient g along the
+displacement actually evaluated (the points are rounded to floating point, and
+A uses the rounded ones, so that rounding is not mistaken for an error).
 
-(the floor covers the rounding of the analytical gradient itself, e.g. a sum
-that cancels to nearly zero).
+The step (why a ladder). D(t) has a truncation error T(t) = t²·L'''/6 + O(t⁴)
+and a rounding error R(t) ≈ δ/t, δ the error of one evaluation of L. Their sum
+is smallest near t³ ~ δ/L''' — which depends on the function's own length
+scale (tanh(x − 10⁶) near x = 10⁶ has length scale 1, not |x|; tanh(10⁶·x) has
+10⁻⁶) and on its precision (δ ~ eps of the dtype f computes in: 1e-16 or
+1e-7). So no fixed rule such as t = eps^(1/3)·max(1, |x|) fits every
+function. The ladder starts at that rule, ``top`` (with the eps of f's output
+dtype), and evaluates rungs t_k = top / RATIO^k. Between neighbouring rungs
 
-Kinks. At a non-differentiable point (ReLU at 0, a max with a tie) inside the
-stencil, D(h) is not a derivative at all. The one-sided slopes
-F+(h) = (L(x+h) − L(x))/h and F−(h) = (L(x) − L(x−h))/h tell: for a smooth L their
-gap is J(h) = |F+ − F−| = h·|L''| + O(h³), so J(2h) ≈ 2·J(h). A kink with a jump
-of the derivative Δ at distance t from x gives J(h) = |Δ|·(1 − t/h)⁺ and
-J(2h) = |Δ|·(1 − t/(2h))⁺, which break that ratio (J(2h) = J(h) for t = 0, J(h) = 0
-for h < t < 2h). An entry is labelled a kink when
-  (a) J(2h) deviates from 2·J(h) by more than KINK_RATIO_SLACK·J(2h) plus the
-      rounding noise of the second differences (this catches kinks at
-      t < h/2 and at 3h/4 < t < 2h), or
-  (b) the Richardson truncation estimate |D(2h) − D(h)|/3 exceeds
-      KINK_SLOPE_FRACTION of the one-sided slopes: a kink at t < h gives
-      Δ·t/(12h), which catches h/8 < t < h, including where the ratio in (a) looks
-      smooth (it is exactly 1 : 2 at t = 2h/3); a smooth L would need
-      h²·|L'''|/2 > 0.01·|L'|, i.e. |L'''| of order 10⁸·|L'|, and the estimate
-      must exceed NEGLIGIBLE × the tensor's largest gradient (at a stationary
-      point, x³ at 0, slope and estimate are both tiny), or
-  (c) the entry fails its tolerance and J(2h) exceeds KINK_SLOPE_FRACTION of
-      the one-sided slopes (a smooth L would need |L''| of order 400·|L'|).
-Without (b) a kink at t ≈ 2h/3 would *pass*, with the large tolerance that
-its Richardson estimate asks for; with it, the entry is labelled instead.
+    e_k = |d(t_k) − d(t_{k+1})|
+
+is about the truncation error of d(t_k) where truncation dominates (T falls
+by RATIO² per rung) and about the rounding error of d(t_{k+1}) where rounding
+dominates (R grows by RATIO per rung): either way an upper estimate of the
+error of d(t_{k+1}). A wrong gradient shifts d by the same amount on every
+rung, so e_k does not grow with the bug. The ladder walks down while e_k
+falls and up (at most ``MAX_ASCENT`` rungs) while the top rung is the best
+and its error exceeds ASCENT_NEED·eps^(2/3) of the derivative (rounding beyond
+the output dtype's, as in a function that computes in float32 and returns
+float64);
+the pair with the smallest e_k + rounding bound wins, and the comparison is
+made at its smaller step:
+
+    |d(t_{k+1})| ≤ tolerance = SAFETY·(e + R_{k+1}) + floor,
+    e = max(e_k, e_{k+1}/RATIO, e_{k−1}/RATIO²)
+
+(the neighbouring pairs, scaled to rung k+1, keep one pair that agrees by
+chance from setting a tolerance below the noise),
+with R_{k+1} the rounding bound from the output magnitudes (each output taken
+to be correct to ROUNDING_ULPS units of its dtype) over the outputs that
+depend on the line. Which ones do is seen from one more evaluation, at a probe
+point t = PROBE_SCALE·max(1, |x|): an output that does not move there moves by
+far less than an ulp on the ladder, while one that moves must be counted even
+when its change on the ladder is too small to show (a softmax normaliser
+barely touched by a tiny logit). And floor = relative_floor(eps of the gradient)·Σ_j |g_j·Δx_j|/(2t),
+the analytical side's own rounding. A caller's ``step`` replaces the ladder
+by the two rungs 2h and h.
+
+Kinks (ReLU at 0, a tie in a max). The one-sided slopes F+(t) = (L(x+tv) −
+L(x))/t and F−(t) = (L(x) − L(x−tv))/t differ by J(t) = t·|L''| + O(t³) for a
+smooth L: the gap shrinks with the step. A kink at distance s from x gives a
+gap of about |Δ|·(1 − s/t) for t > s, which does *not* shrink, and no gap once
+t < s (the ladder then steps past it). A comparison that fails is labelled a
+kink only when the one-sided evidence explains it:
+
+  * the gap on the smallest rung evaluated is more than KINK_FRACTION of the
+    slopes (plus its rounding noise) and did not shrink with the step (it is
+    more than KINK_SHRINK of the gap on the rung above: a smooth L gives
+    1/RATIO), and
+  * the analytical value lies between the two one-sided slopes, within the
+    tolerance: a backward that returns one of the one-sided derivatives
+    (ReLU's 0 or 1 at 0, the first arg-max of a tie) is right, anything else
+    is a bug that a kink does not excuse.
+
+A smooth stationary point (½x² at x = 10⁻⁴) has a gap t that shrinks with t:
+it is never a kink, and a backward that zeroes it fails.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 EPS = np.finfo(np.float64).eps
-STEP_SCALE = EPS ** (1.0 / 3.0)     # ≈ 6.06e-6, the optimal order for central differences
+STEP_SCALE = EPS ** (1.0 / 3.0)     # ≈ 6.06e-6, the top rung for float64 outputs
+RATIO = 4.0                         # rungs t, t/4, t/16, ...: truncation falls 16× per rung
+MAX_RUNGS = 16                      # 4^15 ≈ 1e9: from max(1,|x|)·6e-6 down to length scales 1e-15
+MAX_ASCENT = 4                      # up to 256 × the top rung when rounding dominates
+CREDIBLE = 2 * RATIO                # the next finer pair may err 8× more (rounding: RATIO×)
+PATIENCE = 1                        # pairs walked past the best one before stopping
+FIRST_PATIENCE = 2                  # ... on a tensor's first ladder, from the generic top
+ROUNDING_LIKE = 100                 # an error within 100× the rounding bound is rounding
+ASCENT_NEED = 10                    # ... and the top pair errs by more than 10·eps^(2/3)
 ROUNDING_ULPS = 16                  # how far each y_k may be off: f's own rounding
-TRUNCATION_SAFETY = 4               # "a few times" the estimated error
-RELATIVE_FLOOR = 1e-10              # rounding of the analytical side, relative
-SCALE_FLOOR = 1e-12                 # ... and relative to the tensor's largest gradient
-KINK_RATIO_SLACK = 0.25             # J(2h) may differ from 2·J(h) by 25% before it is a kink
-KINK_SLOPE_FRACTION = 0.01          # one-sided slopes differing by 1% of the slope at h ≈ 6e-6
-NEGLIGIBLE = 1e-6                   # a truncation below 1e-6 of the largest gradient hides nothing
+SAFETY = 4                          # "a few times" the estimated error
+SCALE_FLOOR = 1e-12                 # floor relative to the tensor's largest gradient
+KINK_FRACTION = 0.01                # one-sided slopes differing by 1% are not rounding
 PROBE_SCALE = 1e-2                  # relative step of the probe that finds the dependent outputs
+KINK_SHRINK = 0.5                   # a smooth gap shrinks to 1/RATIO per rung; a kink's does not
+
+
+def precision_of(dtype):
+    """eps of a floating dtype (float64 for anything that is not a lower-precision float)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f" and np.finfo(dtype).eps > EPS:
+        return float(np.finfo(dtype).eps)
+    return float(EPS)
+
+
+def relative_floor(eps):
+    """Relative rounding allowed for the analytical gradient: 1e-10 in float64, 1e3·eps below."""
+    return max(1e-10, 1e3 * eps)
+
+
+def top_step(scale, eps=EPS):
+    """The first rung: eps^(1/3)·max(1, scale) (balances T ∝ t² against R ∝ eps/t)."""
+    return eps ** (1.0 / 3.0) * max(1.0, float(scale))
 
 
 def step_for(value, scale=None):
@@ -86,127 +124,205 @@ def step_for(value, scale=None):
 
 
 @dataclass
-class StencilEstimate:
-    """What the five-point stencil says about the derivative along one direction.
-
-    ``numerical`` is D(h); ``coarse`` is D(2h); ``rounding`` bounds the rounding
-    error of D(h) and D(2h) together; ``jump_h``/``jump_2h`` are the gaps
-    |F+ − F−| between one-sided slopes at h and 2h; ``slope_scale`` the largest
-    one-sided slope; ``jump_noise`` the rounding bound of the jumps.
-    """
+class Rung:
+    """What one step t says: D(t), A(t), the one-sided slopes, the rounding bounds."""
+    step: float
     numerical: float
-    coarse: float
+    analytical: float
+    magnitude: float          # Σ_j |g_j·Δx_j| / (2t), for the floor
+    forward: float
+    backward: float
     rounding: float
-    jump_h: float
-    jump_2h: float
-    slope_scale: float
     jump_noise: float
 
-    def truncation(self, analytical_shift=0.0):
-        """|D(2h) − D(h)| / 3, the Richardson estimate of D(h)'s truncation error.
+    @property
+    def discrepancy(self):
+        return self.numerical - self.analytical
 
-        ``analytical_shift`` is how much the analytical value itself differs
-        between the 2h and the h pair of points (nonzero only for directions
-        whose points could not be represented exactly).
-        """
-        return abs(self.coarse - self.numerical - analytical_shift) / 3.0
+    @property
+    def jump(self):
+        return abs(self.forward - self.backward)
 
-    def smooth_curvature_mismatch(self):
-        """(a): the two jumps are not in the 1 : 2 ratio that a smooth L gives."""
-        return (self.jump_2h > self.jump_noise
-                and abs(self.jump_2h - 2.0 * self.jump_h)
-                > KINK_RATIO_SLACK * self.jump_2h + self.jump_noise)
-
-    def large_truncation(self, tensor_scale):
-        """(b): the Richardson estimate is a sizeable part of the slope: not a smooth L.
-
-        At a stationary point of a smooth L (x³ at 0) slope and truncation are
-        both tiny; the NEGLIGIBLE floor keeps such entries compared.
-        """
-        return (self.truncation() > KINK_SLOPE_FRACTION * self.slope_scale + self.rounding
-                and self.truncation() > NEGLIGIBLE * tensor_scale)
-
-    def large_slope_jump(self):
-        """(c): the one-sided slopes differ by more than a smooth L can at this step."""
-        return self.jump_2h > KINK_SLOPE_FRACTION * self.slope_scale + self.jump_noise
+    @property
+    def slope_scale(self):
+        return max(abs(self.forward), abs(self.backward))
 
 
-def _weighted_sum(difference, dy):
+@dataclass
+class LineEstimate:
+    """The outcome along one line: the rung compared, its tolerance and the kink verdict."""
+    rung: Rung
+    error_estimate: float
+    tolerance: float
+    kink: bool
+    rungs: list = field(default_factory=list)
+
+    @property
+    def numerical(self):
+        return self.rung.numerical
+
+    @property
+    def analytical(self):
+        return self.rung.analytical
+
+    @property
+    def step(self):
+        return self.rung.step
+
+    @property
+    def fails(self):
+        return abs(self.rung.discrepancy) > self.tolerance
+
+
+def _weighted(difference, dy):
     return float(np.sum(difference * dy))
 
 
-def _rounding_bound(dy, changed, *outputs):
-    """ROUNDING_ULPS·eps·Σ_k |dy_k|·Σ_outputs |y_k|, over the dependent outputs."""
+def _rounding(dy, moved, eps, *outputs):
     magnitude = sum(np.abs(y) for y in outputs)
-    return ROUNDING_ULPS * EPS * float(np.sum(np.abs(dy) * magnitude * changed))
+    return ROUNDING_ULPS * eps * float(np.sum(np.abs(dy) * magnitude * moved))
 
 
-def dependent_outputs(y_center, y_probe, outputs):
-    """Mask of the outputs that depend on the perturbed entry (see the module docstring).
-
-    ``y_probe`` is y at the probe point, or None when it could not be evaluated
-    (then every output counts, the safe side).
-    """
-    if y_probe is None or y_probe.shape != y_center.shape or not np.all(np.isfinite(y_probe)):
+def dependent_outputs(line, y_center, probe_step):
+    """Mask of the outputs that move at the probe point (all of them if f fails there)."""
+    try:
+        with np.errstate(all="ignore"):
+            y_probe = line.outputs(probe_step)
+    except (ValueError, TypeError, ArithmeticError):
         return np.ones(y_center.shape, dtype=bool)
-    moved = y_probe != y_center
-    for y in outputs.values():
-        moved |= y != y_center
-    return moved
+    if y_probe.shape != y_center.shape or not np.all(np.isfinite(y_probe)):
+        return np.ones(y_center.shape, dtype=bool)
+    return y_probe != y_center
 
 
-def stencil_estimate(outputs, y_center, dy, span_h, span_2h, dependent):
-    """Difference quotients from outputs[m] = y(x + m·h) for m in (1, −1, 2, −2).
+def evaluate_rung(line, t, y_center, dy, eps, dependent):
+    """One rung: y at x ± t·v, the difference quotients and their rounding bounds."""
+    y_plus, y_minus = line.outputs(t), line.outputs(-t)
+    moved = dependent | (y_plus != y_center) | (y_minus != y_center)
+    analytical_difference, magnitude = line.analytical_difference(t)
+    half = 2.0 * t
+    return Rung(
+        step=t,
+        numerical=_weighted(y_plus - y_minus, dy) / half,
+        analytical=analytical_difference / half,
+        magnitude=magnitude / half,
+        forward=_weighted(y_plus - y_center, dy) / t,
+        backward=_weighted(y_center - y_minus, dy) / t,
+        rounding=_rounding(dy, moved, eps, y_plus, y_minus) / half,
+        jump_noise=SAFETY * _rounding(dy, moved, eps, y_plus, y_center, y_center, y_minus) / t)
 
-    ``span_h`` = (x+h) − (x−h) and ``span_2h`` = (x+2h) − (x−2h) are the actual
-    distances between the evaluated points; ``dependent`` masks the outputs
-    that count in the rounding bounds (``dependent_outputs``).
+
+def _pair_error(coarse, fine):
+    return abs(coarse.discrepancy - fine.discrepancy)
+
+
+def _pair_cost(coarse, fine):
+    return _pair_error(coarse, fine) + fine.rounding
+
+
+def _credible_best(costs):
+    """The best pair whose finer neighbour errs at most CREDIBLE × as much, or None.
+
+    Between rungs rounding grows by RATIO and truncation falls by RATIO², so a
+    pair followed by one that errs far more agreed by accident (two steps
+    beyond the length scale where f is flat look alike).
     """
-    difference_h = outputs[1] - outputs[-1]
-    difference_2h = outputs[2] - outputs[-2]
-    changed_h = changed_2h = dependent
-    numerical = _weighted_sum(difference_h, dy) / span_h
-    coarse = _weighted_sum(difference_2h, dy) / span_2h
-    rounding = (_rounding_bound(dy, changed_h, outputs[1], outputs[-1]) / span_h
-                + _rounding_bound(dy, changed_2h, outputs[2], outputs[-2]) / span_2h)
-
-    half_h, half_2h = span_h / 2.0, span_2h / 2.0
-    # one-sided differences, each taken on y before summing (see module docstring)
-    forward_h = _weighted_sum(outputs[1] - y_center, dy) / half_h
-    backward_h = _weighted_sum(y_center - outputs[-1], dy) / half_h
-    forward_2h = _weighted_sum(outputs[2] - y_center, dy) / half_2h
-    backward_2h = _weighted_sum(y_center - outputs[-2], dy) / half_2h
-    jump_noise = TRUNCATION_SAFETY * (
-        _rounding_bound(dy, changed_h, outputs[1], y_center, y_center, outputs[-1]) / half_h
-        + _rounding_bound(dy, changed_2h, outputs[2], y_center, y_center, outputs[-2]) / half_2h)
-    return StencilEstimate(
-        numerical=numerical, coarse=coarse, rounding=rounding,
-        jump_h=abs(forward_h - backward_h), jump_2h=abs(forward_2h - backward_2h),
-        slope_scale=max(abs(forward_h), abs(backward_h), abs(forward_2h), abs(backward_2h)),
-        jump_noise=jump_noise)
+    credible = [k for k in range(len(costs) - 1) if costs[k + 1] <= CREDIBLE * costs[k]]
+    return min(credible, key=lambda k: costs[k]) if credible else None
 
 
-def estimated_tolerance(estimate, analytical, tensor_scale, analytical_shift=0.0,
-                        analytical_magnitude=None):
-    """TRUNCATION_SAFETY·(T + R) + floor, the tolerance justified in the module docstring.
+def _robust_error(rungs, best):
+    """The error of d on rung best+1 from three pairs, not one (one may agree by chance).
 
-    ``analytical_magnitude`` (default |analytical|) is the size of the terms the
-    analytical value was summed from, for the floor.
+    e_best, and the neighbouring pairs scaled to rung best+1: the finer pair's
+    e_{best+1} is about RATIO × the rounding there, the coarser pair's e_{best−1}
+    about RATIO² × the truncation there.
     """
-    if analytical_magnitude is None:
-        analytical_magnitude = abs(analytical)
-    floor = (RELATIVE_FLOOR * max(analytical_magnitude, abs(estimate.numerical))
+    error = _pair_error(rungs[best], rungs[best + 1])
+    if best + 2 < len(rungs):
+        error = max(error, _pair_error(rungs[best + 1], rungs[best + 2]) / RATIO)
+    if best >= 1:
+        error = max(error, _pair_error(rungs[best - 1], rungs[best]) / RATIO ** 2)
+    return error
+
+
+def _size(rung):
+    return max(rung.magnitude, abs(rung.numerical), rung.slope_scale)
+
+
+def _is_kink(rungs, chosen, tolerance):
+    """The one-sided evidence of the module docstring, on the smallest rung evaluated."""
+    smallest = min(rungs, key=lambda r: r.step)
+    above = [r for r in rungs if r.step > smallest.step]
+    if smallest.jump <= KINK_FRACTION * smallest.slope_scale + smallest.jump_noise:
+        return False
+    if above:
+        neighbour = min(above, key=lambda r: r.step)
+        if smallest.jump < KINK_SHRINK * neighbour.jump:
+            return False                      # the gap shrinks with the step: smooth
+    low = min(chosen.forward, chosen.backward) - tolerance
+    high = max(chosen.forward, chosen.backward) + tolerance
+    return low <= chosen.analytical <= high
+
+
+def line_estimate(line, y_center, dy, top, eps_out, eps_gradient, tensor_scale,
+                  fixed_step=None, kink_check=True, minimum_step=0.0, probe_step=None,
+                  patience=PATIENCE):
+    """Walk the ladder along ``line`` (module docstring) and compare at the best pair of rungs.
+
+    Args:
+        line: has ``outputs(t)`` (flat float64 y at x + t·v) and
+            ``analytical_difference(t)`` (<g, Δx> and Σ|g·Δx| over the displaced points).
+        top: the first rung. eps_out / eps_gradient: eps of y's and of g's dtype.
+        tensor_scale: the largest |gradient| of the tensor, for the floor.
+        fixed_step: the caller's step h: rungs 2h and h only.
+        minimum_step: no rung below this (points no longer distinct).
+        probe_step: where the dependent outputs are probed (None: every output counts).
+        patience: pairs walked past the best one (more for a tensor's first test,
+            whose top rung comes from a generic rule, not from the function).
+    """
+    dependent = (np.ones(y_center.shape, dtype=bool) if probe_step is None
+                 else dependent_outputs(line, y_center, probe_step))
+
+    def rung(t):
+        return evaluate_rung(line, t, y_center, dy, eps_out, dependent)
+
+    if fixed_step is not None:
+        rungs = [rung(2.0 * fixed_step), rung(fixed_step)]
+        best = 0
+    else:
+        rungs = [rung(top), rung(top / RATIO), rung(top / RATIO ** 2)]
+        costs = [_pair_cost(rungs[0], rungs[1]), _pair_cost(rungs[1], rungs[2])]
+        # down while one of the last PATIENCE pairs is the best so far (truncation, or
+        # a step beyond the function's length scale, still dominates)
+        while ((int(np.argmin(costs)) >= len(costs) - patience
+                or _credible_best(costs) is None) and len(rungs) < MAX_RUNGS
+               and rungs[-1].step / RATIO > minimum_step):
+            rungs.append(rung(rungs[-1].step / RATIO))
+            costs.append(_pair_cost(rungs[-2], rungs[-1]))
+        # up while the top pair is the best one, still worse than a well-scaled function
+        # would give there, and as small as rounding: a top pair that errs far beyond
+        # rounding is a step beyond the length scale (tanh saturated), where going up
+        # finds pairs that agree only because f is flat there
+        ascent = 0
+        while (int(np.argmin(costs)) == 0 and costs[0] < costs[1] and ascent < MAX_ASCENT
+               and costs[0] > ASCENT_NEED * eps_out ** (2.0 / 3.0) * _size(rungs[1])
+               and costs[0] < ROUNDING_LIKE * max(rungs[1].rounding, rungs[0].rounding)):
+            rungs.insert(0, rung(rungs[0].step * RATIO))
+            costs.insert(0, _pair_cost(rungs[0], rungs[1]))
+            ascent += 1
+        best = _credible_best(costs)
+        best = int(np.argmin(costs)) if best is None else best
+    fine = rungs[best + 1]
+    error = _robust_error(rungs, best)
+    floor = (relative_floor(eps_gradient) * max(fine.magnitude, abs(fine.numerical))
              + SCALE_FLOOR * tensor_scale)
-    return (TRUNCATION_SAFETY * (estimate.truncation(analytical_shift) + estimate.rounding)
-            + floor)
+    tolerance = SAFETY * (error + fine.rounding) + floor
+    fails = abs(fine.discrepancy) > tolerance
+    kink = bool(kink_check and fails and _is_kink(rungs, fine, tolerance))
+    return LineEstimate(fine, error, tolerance, kink, rungs)
 
 
 def user_tolerance(numerical, rtol, atol):
     """atol + rtol·|numerical|, used instead of the estimate when the caller gives either."""
     return (atol or 0.0) + (rtol or 0.0) * abs(numerical)
-
-
-def is_kink(estimate, fails_tolerance, tensor_scale):
-    """Whether the stencil straddles a non-differentiable point (rules (a) to (c) above)."""
-    return (estimate.smooth_curvature_mismatch() or estimate.large_truncation(tensor_scale)
-            or (fails_tolerance and estimate.large_slope_jump()))

@@ -20,6 +20,24 @@ class GradientCountError(ValueError):
     """The backward did not return one gradient per input: nothing can be compared."""
 
 
+def as_outputs(result, who):
+    """The output of f as one floating ndarray; a tuple or anything else is refused clearly.
+
+    ``np.asarray`` would stack a tuple of equal-shaped outputs silently (and
+    fail inside NumPy for unequal shapes): a tuple is handled one output at a
+    time by ``check_vjp`` (see ``outputs.py``) and is an error here.
+    """
+    if isinstance(result, (tuple, list)):
+        raise TypeError(f"{who} returned a {type(result).__name__} of {len(result)} outputs: "
+                        "expected one ndarray here (check_vjp checks a tuple of outputs one "
+                        "output at a time; a module must return one array)")
+    array = np.asarray(result)
+    if array.dtype.kind not in "fiu":
+        raise TypeError(f"{who} returned {type(result).__name__} of dtype {array.dtype}: "
+                        "expected a floating-point ndarray")
+    return array
+
+
 def as_gradient_tuple(result, count, who):
     """vjp results as a tuple: a bare array is accepted when there is one input."""
     if isinstance(result, np.ndarray) and count == 1:

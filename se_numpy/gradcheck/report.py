@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 WORST_SHOWN = 5
+FILTERED = "left out by only=/skip="
 
 
 @dataclass
@@ -27,11 +28,21 @@ class InvariantResult:
 
 @dataclass
 class DirectionResult:
-    """<analytical gradient, v> against the directional derivative (L(x+hv) − L(x−hv)) / (2h)."""
+    """<analytical gradient, v> against the derivative of L along v, for one tensor's entries.
+
+    ``step`` is the step the ladder settled on (the largest displacement of an
+    entry); ``resolution`` the smallest relative error of one entry this test
+    is sure to catch (see ``groups.py``).
+    """
     analytical: float
     numerical: float
     tolerance: float
     kink: bool
+    name: str = ""
+    step: float = float("nan")
+    resolution: float = float("nan")
+    entries: int = 0
+    number: int = 1
 
     @property
     def error(self):
@@ -41,12 +52,13 @@ class DirectionResult:
     def passed(self):
         return not self.kink and self.error <= self.tolerance
 
-    def line(self, number):
+    def line(self, number=None):
         verdict = ("inconclusive (kink inside the stencil)" if self.kink
                    else "ok" if self.passed else "FAILED")
-        return (f"direction {number}: analytical {self.analytical:+.10e}, numerical "
+        label = f"{self.name} ({self.entries} entries)" if self.name else f"direction {number}"
+        return (f"{label}: analytical {self.analytical:+.10e}, numerical "
                 f"{self.numerical:+.10e}, |error| {self.error:.2e}, tolerance "
-                f"{self.tolerance:.2e}: {verdict}")
+                f"{self.tolerance:.2e}, step {self.step:.3g}: {verdict}")
 
 
 @dataclass
@@ -69,6 +81,15 @@ class TensorResult:
     tolerance_rule: str = ""
     hint: str = None
     problem: str = None          # a structural failure (wrong shape, ...) found before comparing
+    steps: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    step: float = float("nan")   # the step the tensor's directional test settled on
+    resolution: float = float("inf")   # relative error of one entry sure to be caught
+    tests: int = 0               # directional tests spent on this tensor (groups and entries)
+    located: list = field(default_factory=list)   # bad entries found (sample or halving)
+    untested: str = None         # why nothing about this tensor was tested
+    problem_directional: str = None   # a directional failure no entry explains
+    directions: list = field(default_factory=list)
+    notes: list = field(default_factory=list)
 
     @property
     def size(self):
@@ -129,7 +150,7 @@ class TensorResult:
 
     @property
     def passed(self):
-        if self.problem is not None:
+        if self.problem is not None or self.problem_directional is not None:
             return False
         return self.failures == 0 and not self.mostly_kinks
 
@@ -149,13 +170,23 @@ class TensorResult:
         header = f"{self.name}  shape {self.shape}  {np.dtype(self.dtype).name}"
         if self.problem is not None:
             return [f"{header}: FAILED", f"    {self.problem}"]
+        if self.untested:
+            return [f"{header}: WARNING {self.untested}"]
+        summary = (f"step {self.step:.3g}, {self.tests} directional test"
+                   f"{'s' if self.tests != 1 else ''}, " + (
+                       f"a single wrong entry is seen from a relative error of "
+                       f"{self.resolution:.1e}" if np.isfinite(self.resolution) else
+                       "no resolution: no directional test passed"))
         if not self.compared:
-            return [f"{header}: |gradient| = {self.gradient_norm:.4g}, "
-                    "covered by the directional test"]
+            if self.problem_directional:
+                return [f"{header}: FAILED", f"    {self.problem_directional}",
+                        f"    {summary}"]
+            return [f"{header}: |gradient| = {self.gradient_norm:.4g}, ok by the directional "
+                    f"tests ({summary})"]
         verdict = ("FAILED (mostly kinks: choose inputs away from non-differentiable points)"
-                   if self.passed is False and self.failures == 0 else
+                   if self.mostly_kinks and self.failures == 0 else
                    "ok" if self.passed else "FAILED")
-        lines = [f"{header}: {verdict}",
+        lines = [f"{header}: {verdict}", f"    {summary}",
                  f"    {self.indices.size} of {self.size} entries examined: "
                  f"{self.failures} beyond tolerance, {np.count_nonzero(self.kink)} kink(s); "
                  f"max abs error {self.max_abs_error:.2e}, max rel error {self.max_rel_error:.2e}",
@@ -173,6 +204,13 @@ class TensorResult:
             more = f" and {len(kinks) - 8} more" if len(kinks) > 8 else ""
             lines.append(f"    kinks (non-differentiable point inside the ±2h stencil, "
                          f"not compared): {shown}{more}")
+        if self.located:
+            shown = ", ".join(str(index) for index in self.located[:8])
+            more = f" and {len(self.located) - 8} more" if len(self.located) > 8 else ""
+            lines.append(f"    bad entries: {shown}{more}")
+        if self.problem_directional:
+            lines.append(f"    {self.problem_directional}")
+        lines += [f"    {note}" for note in self.notes]
         if self.hint:
             lines.append(f"    hint: {self.hint}")
         return lines
@@ -193,6 +231,7 @@ class GradcheckReport:
     elementwise_reason: str = ""
     failure_reasons: list = field(default_factory=list)
     notes: list = field(default_factory=list)
+    evaluations: tuple = (0, 0)      # (forward calls, backward calls)
 
     @property
     def passed(self):
@@ -209,24 +248,68 @@ class GradcheckReport:
         """{tensor name: [multi-index, ...]} of every entry labelled a kink."""
         return {name: result.kinks for name, result in self.tensors.items() if result.kinks}
 
+    @property
+    def untested(self):
+        """{tensor name: reason} for tensors nothing was learned about (gradient 0, filtered)."""
+        return {name: result.untested for name, result in self.tensors.items()
+                if result.untested}
+
     def __str__(self):
         lines = [f"{self.title}: {'passed' if self.passed else 'FAILED'}"]
         lines += [f"  {note}" for note in self.notes]
         if self.directions:
-            count = len(self.directions)
-            lines.append(f"  directional test ({count} random unit direction"
-                         f"{'s' if count > 1 else ''} over all inputs at once):")
+            lines.append("  directional tests (one random direction over each tensor's entries):")
             lines += [f"    {result.line(number)}"
                       for number, result in enumerate(self.directions, start=1)]
-        if self.elementwise_reason:
-            lines.append(f"  element-wise comparison ({self.elementwise_reason}):")
+        lines.append("  per tensor:")
+        filtered = [name for name, reason in self.untested.items() if FILTERED in reason]
         for result in self.tensors.values():
-            lines += [f"  {line}" for line in result.lines()]
+            if result.name not in filtered:
+                lines += [f"  {line}" for line in result.lines()]
+        if filtered:
+            lines.append(f"  {len(filtered)} of {len(self.tensors)} tensors left out by "
+                         f"only=/skip=")
+        zero = [name for name in self.untested if name not in filtered]
+        if zero:
+            lines.append(f"  WARNING: {len(zero)} of {len(self.tensors)} tensors not tested "
+                         "(gradient exactly 0 at this input): " + ", ".join(zero))
+        forward, backward = self.evaluations
+        lines.append(f"  cost: {forward} forward and {backward} backward evaluations")
         if self.invariants:
             lines.append("  backward invariants:")
             lines += [f"    {result.line()}" for result in self.invariants]
         if self.failure_reasons:
             lines.append("  failed because: " + "; ".join(self.failure_reasons))
         return "\n".join(lines)
+
+    __repr__ = __str__
+
+
+@dataclass
+class MultiOutputReport:
+    """One ``GradcheckReport`` per output of a function that returns a tuple."""
+    outputs: list
+
+    @property
+    def passed(self):
+        return all(report.passed for report in self.outputs)
+
+    def __bool__(self):
+        return self.passed
+
+    def __getitem__(self, k):
+        return self.outputs[k]
+
+    def __len__(self):
+        return len(self.outputs)
+
+    @property
+    def kinks(self):
+        return {k: report.kinks for k, report in enumerate(self.outputs) if report.kinks}
+
+    def __str__(self):
+        verdict = "passed" if self.passed else "FAILED"
+        return "\n".join([f"{len(self.outputs)} outputs, checked one at a time: {verdict}"]
+                         + [str(report) for report in self.outputs])
 
     __repr__ = __str__

@@ -1,7 +1,7 @@
 """Which kernel module runs the hot loops: ``numpy`` (reference), ``numba`` (CPU) or ``cuda``.
 
-Every backend module exposes the same functions with the same signatures
-(see ``numpy_ref.py`` for the list and their math). ``functional/`` calls
+Every backend package exposes the same functions with the same signatures
+(``contract.py`` lists them; ``numpy/`` holds their math). ``functional/`` calls
 ``current()`` and never imports a backend directly, so switching is one line::
 
     sn.use_backend("numba")            # plain call: switch for the rest of the run
@@ -15,8 +15,8 @@ import os
 
 # backend name -> module that implements it (imported on first selection, so a
 # CPU-only install never imports numba.cuda)
-_MODULES = {"numpy": "se_numpy.kernels.numpy_ref",
-            "numba": "se_numpy.kernels.cpu",
+_MODULES = {"numpy": "se_numpy.kernels.numpy",
+            "numba": "se_numpy.kernels.numba",
             "cuda": "se_numpy.kernels.cuda"}
 
 _state = {"name": None, "module": None}
@@ -27,7 +27,8 @@ def available_backends():
     return tuple(_MODULES)
 
 
-def _load(name):
+def load_backend(name):
+    """The kernel package of backend ``name``, imported and checked (without selecting it)."""
     if name not in _MODULES:
         raise ValueError(f"unknown backend {name!r}: expected one of {', '.join(_MODULES)}")
     try:
@@ -41,7 +42,7 @@ def _load(name):
 
 
 def _set(name):
-    module = _load(name)
+    module = load_backend(name)
     _state["name"], _state["module"] = name, module
 
 

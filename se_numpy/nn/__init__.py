@@ -2,6 +2,7 @@
 from .activation import HardSigmoid, HardSwish, ReLU, ReLU6, Sigmoid, SiLU, Tanh
 from .chain import NamedSequential, ResidualChain
 from .container import Flatten, Identity, Sequential
+from .cuda_se import CudaSEBlock
 from .conv import Conv2d
 from .dropout import Dropout
 from .inception import InceptionModule

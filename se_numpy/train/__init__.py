@@ -5,9 +5,11 @@
 
 See docs/training.md.
 """
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, read_meta, save_checkpoint
 from .config import TrainConfig
-from .trainer import Trainer, TrainingDiverged, build_model, evaluate
+from .run_lock import RunDirectoryBusy, RunDirectoryLock
+from .trainer import CheckpointWriteError, Trainer, TrainingDiverged, build_model, evaluate
 
-__all__ = ["Trainer", "TrainConfig", "TrainingDiverged", "evaluate", "build_model",
-           "save_checkpoint", "load_checkpoint"]
+__all__ = ["Trainer", "TrainConfig", "TrainingDiverged", "CheckpointWriteError", "evaluate",
+           "build_model", "save_checkpoint", "load_checkpoint", "read_meta",
+           "RunDirectoryLock", "RunDirectoryBusy"]

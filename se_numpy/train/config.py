@@ -49,12 +49,27 @@ class TrainConfig:
     test_limit: int = None
 
     def __post_init__(self):
-        if int(self.epochs) < 0:
-            raise ValueError(f"epochs: expected a non-negative integer, got {self.epochs}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size: expected a positive integer, got {self.batch_size}")
-        if not float(self.lr) >= 0:
-            raise ValueError(f"lr: expected a non-negative number, got {self.lr}")
+        # every field is checked: a config also comes from a checkpoint's JSON
+        for name, minimum, optional in (("epochs", 0, False), ("batch_size", 1, False),
+                                        ("warmup", 0, False), ("seed", 0, False),
+                                        ("reduction", 1, True), ("train_limit", 1, True),
+                                        ("test_limit", 1, True)):
+            _check_int(name, getattr(self, name), minimum, optional)
+        for name in ("lr", "momentum", "weight_decay"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                    not 0 <= value <= MAX_INT or value != value:
+                raise ValueError(f"{name}: expected a finite non-negative number, got "
+                                 f"{_short(value)}")
+        for name in ("model", "data", "backend", "schedule"):
+            if not isinstance(getattr(self, name), str):
+                raise TypeError(f"{name}: expected a string, got "
+                                f"{type(getattr(self, name)).__name__}")
+        for name in ("nesterov", "no_decay_bn_bias"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"{name}: expected True or False, got {getattr(self, name)!r}")
+        if self.augment is not None and not isinstance(self.augment, bool):
+            raise TypeError(f"augment: expected True, False or None, got {self.augment!r}")
         if self.schedule_unit not in ("iteration", "epoch"):
             raise ValueError(f"schedule_unit: expected 'iteration' or 'epoch', "
                              f"got {self.schedule_unit!r}")
@@ -72,3 +87,23 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"TrainConfig: unknown settings {sorted(unknown)}")
         return cls(**values)
+
+
+MAX_INT = 2**53      # every count and seed stays exact as a float (schedules divide by them)
+
+
+def _check_int(name, value, minimum, optional):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_INT:
+        raise ValueError(f"{name}: expected an integer >= {minimum}"
+                         + (" or None" if optional else "")
+                         + (" (at most 2**53)" if isinstance(value, int) and value > MAX_INT
+                            else "") + f", got {_short(value)}")
+
+
+def _short(value):
+    """repr of a value from a file or the command line, cut short (a 400-digit int...)."""
+    text = repr(value) if not isinstance(value, int) or value.bit_length() < 64 else \
+        f"an integer of {value.bit_length()} bits"
+    return text[:40]

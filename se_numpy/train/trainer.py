@@ -11,8 +11,10 @@ One training step is the whole of backpropagation, written out:
     model.backward(loss_fn.backward())       # dL/dlogits flows back, filling p.grad
     optimizer.step()                         # p -= lr · (momentum-filtered) gradient
 
-After every epoch the trainer evaluates on the test split, appends a line to
-``RUN_DIR/metrics.jsonl`` and writes ``RUN_DIR/checkpoint.npz``. If the loss
+After every epoch the trainer evaluates on the test split, writes
+``RUN_DIR/checkpoint.npz`` and adds a line to ``RUN_DIR/metrics.jsonl`` (each
+file replaced atomically, see atomic.py; the directory is locked while a run
+writes to it, see run_lock.py). If the loss
 becomes NaN or infinite the run stops with ``TrainingDiverged``; the
 checkpoint of the last completed epoch is left untouched.
 """
@@ -20,6 +22,7 @@ import json
 import os
 import sys
 import time
+import warnings
 
 import numpy as np
 
@@ -30,15 +33,23 @@ from ..nn.loss import CrossEntropyLoss
 from ..optim.groups import param_groups
 from ..optim.schedules import make_schedule
 from ..optim.sgd import SGD
-from .checkpoint import (generator_from_json, generator_state_to_json, load_checkpoint,
-                         save_checkpoint)
+from .atomic import atomic_write, remove_stale_temporaries
+from .checkpoint import (expected_state, generator_from_json, generator_state_to_json,
+                         load_checkpoint, save_checkpoint)
+from .run_lock import RunDirectoryLock
 
 CHECKPOINT_NAME = "checkpoint.npz"
 METRICS_NAME = "metrics.jsonl"
+CONFIG_NAME = "config.json"
+MAX_REPORTED_WARNINGS = 3
 
 
 class TrainingDiverged(RuntimeError):
-    """The training loss became NaN or infinite."""
+    """The training loss, the weights or BatchNorm's running statistics became NaN or infinite."""
+
+
+class CheckpointWriteError(RuntimeError):
+    """A file of the run could not be written (full disk, permission); the old one is intact."""
 
 
 def build_model(config, dataset):
@@ -100,6 +111,9 @@ class Trainer:
         dataset = dataset if dataset is not None else load_dataset(config.data)
         if config.train_limit is not None or config.test_limit is not None:
             dataset = dataset.subset(config.train_limit, config.test_limit)
+        for split in ("train", "test"):
+            if getattr(dataset, f"{split}_images").shape[0] == 0:
+                raise ValueError(f"data {config.data!r}: the {split} split holds no images")
         self.dataset = dataset
         self.mean, self.std = dataset.channel_mean_std()
         self.dtype = np.dtype(config.dtype).type
@@ -123,6 +137,7 @@ class Trainer:
         self.schedule = make_schedule(config.schedule, max(1, total), warmup_steps=config.warmup)
         self.epoch = 0              # epochs completed
         self.history = []           # one metrics dict per completed epoch
+        self._saved_epoch = None    # epoch of the checkpoint on disk, if any
 
     # ------------------------------------------------------------------ paths
     @property
@@ -141,37 +156,72 @@ class Trainer:
                 "normalization": {"mean": self.mean.tolist(), "std": self.std.tolist()},
                 "dataset": {"name": self.dataset.name,
                             "class_names": list(self.dataset.class_names)}}
-        save_checkpoint(self.checkpoint_path, self.model.state_dict(),
-                        self.optimizer.state_dict(), meta)
+        self._write(self.checkpoint_path, lambda: save_checkpoint(
+            self.checkpoint_path, self.model.state_dict(), self.optimizer.state_dict(), meta))
+
+    def _write(self, path, write):
+        """Run ``write``; a failed write (full disk ...) becomes one clear line."""
+        try:
+            write()
+        except OSError as error:
+            kept = (f"the checkpoint of epoch {self._saved_epoch} is intact"
+                    if self._saved_epoch is not None else "no checkpoint was written")
+            raise CheckpointWriteError(f"cannot write {path}: {error.strerror or error}; "
+                                       f"{kept}") from None
+        if path == self.checkpoint_path:
+            self._saved_epoch = self.epoch
+
+    def checkpoint_layout(self):
+        """What this run's checkpoint must hold: ``(model, optimizer, optional)`` name -> (shape, dtype)."""
+        optimizer = expected_state(self.optimizer.state_dict())
+        buffers = {f"momentum_buffer.{index}": (p.data.shape, p.data.dtype)
+                   for index, p in enumerate(p for group in self.optimizer.param_groups
+                                             for p in group["params"])}
+        return expected_state(self.model.state_dict()), {**optimizer, **buffers}, tuple(buffers)
 
     def restore(self, path=None):
-        """Continue from a checkpoint (default: this run's): model, optimiser, RNG, epoch."""
-        model_state, optimizer_state, meta = load_checkpoint(path or self.checkpoint_path)
-        self.model.load_state_dict(model_state)
-        self.optimizer.load_state_dict(optimizer_state)
-        restored = generator_from_json(meta["rng_state"])
+        """Continue from a checkpoint (default: this run's): model, optimiser, RNG, epoch.
+
+        Every entry is checked against this model and optimiser before it is read.
+        """
+        path = path or self.checkpoint_path
+        model_expected, optimizer_expected, optional = self.checkpoint_layout()
+        model_state, optimizer_state, meta = load_checkpoint(path, model_expected,
+                                                             optimizer_expected, optional)
+        try:
+            self.model.load_state_dict(model_state)
+            self.optimizer.load_state_dict(optimizer_state)
+            restored = generator_from_json(meta["rng_state"])
+        except (ValueError, KeyError, TypeError) as error:
+            raise ValueError(f"{path}: {str(error)[:300]}") from None
         # the loader holds a reference to self.rng: copy the state in rather than rebind
         self.rng.bit_generator.state = restored.bit_generator.state
-        self.epoch = int(meta["epoch"])
+        self.epoch = self._saved_epoch = int(meta["epoch"])
         self.history = list(meta["history"])
         return meta
 
     def _write_metrics(self):
-        os.makedirs(self.run_dir, exist_ok=True)
-        with open(self.metrics_path, "w") as handle:
-            for row in self.history:
-                handle.write(json.dumps(row) + "\n")
+        text = "".join(json.dumps(row) + "\n" for row in self.history)
+        self._write(self.metrics_path, lambda: atomic_write(
+            self.metrics_path, lambda stream: stream.write(text.encode())))
+
+    def _write_config(self):
+        path = os.path.join(self.run_dir, CONFIG_NAME)
+        text = json.dumps(self.config.to_dict(), indent=2) + "\n"
+        self._write(path, lambda: atomic_write(path, lambda stream: stream.write(text.encode())))
 
     # ------------------------------------------------------------------ training
     def _set_learning_rate(self, iteration):
         unit_step = iteration if self.config.schedule_unit == "iteration" else self.epoch
         self.optimizer.set_lr(self.schedule.factor(unit_step))
 
-    def _diverged(self, loss, batch_index):
+    def _diverged(self, loss, batch_index, event=None):
+        """Stop: ``event`` says what became non-finite (default: the training loss)."""
+        event = event or f"training loss became {loss}"
         raise TrainingDiverged(
-            f"training loss became {loss} at epoch {self.epoch + 1}, batch {batch_index + 1} "
-            f"(lr={self.optimizer.param_groups[0]['lr']:g}); stopping. The last good checkpoint "
-            f"(epoch {self.epoch}) is kept at {self.checkpoint_path}. "
+            f"{event} at epoch {self.epoch + 1}, batch {batch_index + 1} "
+            f"(lr {self.optimizer.param_groups[0]['lr']:.4g}); stopping. The last good "
+            f"checkpoint (epoch {self.epoch}) is kept at {self.checkpoint_path}. "
             "Try a smaller --lr or a warm-up.")
 
     def train_one_epoch(self):
@@ -200,45 +250,100 @@ class Trainer:
                 batches.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         return total_loss / max(1, seen), correct / max(1, seen)
 
+    def _non_finite_state(self):
+        """Names of parameters and buffers (BatchNorm's running statistics) with NaN/inf."""
+        return [name for name, value in self.model.state_dict().items()
+                if value.dtype.kind == "f" and not np.all(np.isfinite(value))]
+
+    def _train_and_check_epoch(self):
+        """One epoch, then the checks that keep a broken state out of the checkpoint."""
+        train_loss, train_accuracy = self.train_one_epoch()
+        last_batch = len(self.train_loader) - 1
+        # the last step can leave NaN/inf weights behind a finite loss, and a huge
+        # input can push BatchNorm's running variance to inf while every weight
+        # stays finite; such a state must never overwrite the last good checkpoint
+        broken = self._non_finite_state()
+        if broken:
+            parameters = dict(self.model.named_parameters())
+            what = ("the weights" if any(name in parameters for name in broken)
+                    else "BatchNorm's running statistics")
+            self._diverged(None, last_batch, f"{what} became non-finite after the last step "
+                           f"({', '.join(broken[:3])}{' ...' if len(broken) > 3 else ''})")
+        try:
+            test_loss, test_accuracy = evaluate(self.model, self.dataset.test_images,
+                                                self.dataset.test_labels, self.mean,
+                                                self.std, dtype=self.dtype)
+        except TrainingDiverged:
+            self._diverged("nan (non-finite test logits)", last_batch)
+        return train_loss, train_accuracy, test_loss, test_accuracy
+
+    def _epoch_with_warnings(self):
+        """``_train_and_check_epoch``, with the RuntimeWarnings NumPy gives on the way
+        (overflow, invalid value) folded into a divergence message; without a
+        divergence they are shown as usual, once each."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                result, diverged = self._train_and_check_epoch(), None
+            except TrainingDiverged as error:
+                result, diverged = None, error
+        distinct = {}
+        for record in caught:
+            distinct.setdefault((str(record.message), record.category, record.filename,
+                                 record.lineno), record)
+        if diverged is not None:
+            runtime = [record for record in distinct.values()
+                       if issubclass(record.category, RuntimeWarning)]
+            if runtime:
+                folded = "; ".join(f"{record.message} ({os.path.basename(record.filename)}:"
+                                   f"{record.lineno})" for record in runtime[:MAX_REPORTED_WARNINGS])
+                diverged = TrainingDiverged(f"{diverged} Preceded by RuntimeWarning: {folded}"
+                                            + (" ..." if len(runtime) > MAX_REPORTED_WARNINGS
+                                               else ""))
+            raise diverged
+        for record in distinct.values():
+            warnings.warn_explicit(record.message, record.category, record.filename,
+                                   record.lineno)
+        return result
+
     def fit(self, stop_after=None):
         """Train until ``config.epochs`` epochs are complete; returns the history.
 
         ``stop_after`` ends early after that many epochs (as an interruption
         would): the schedule still follows ``config.epochs``, so resuming later
-        continues the very same run.
+        continues the very same run. The run directory is locked for the
+        duration (``run_lock.py``); temporary files a killed run left are
+        removed first.
         """
         last_epoch = self.config.epochs if stop_after is None else min(stop_after,
                                                                         self.config.epochs)
         use_backend(self.config.backend)
-        os.makedirs(self.run_dir, exist_ok=True)
-        with open(os.path.join(self.run_dir, "config.json"), "w") as handle:
-            json.dump(self.config.to_dict(), handle, indent=2)
-        if self.epoch == 0:
-            self.save()        # a good state to fall back to even if epoch 1 diverges
-        while self.epoch < last_epoch:
-            start = time.perf_counter()
-            train_loss, train_accuracy = self.train_one_epoch()
-            lr = self.optimizer.param_groups[0]["lr"]
-            # the last step can leave NaN/inf weights behind a finite loss; such a state
-            # must never overwrite the last good checkpoint
-            if not all(np.all(np.isfinite(p.data)) for p in self.model.parameters()):
-                self._diverged("nan (non-finite weights after the last step)",
-                               len(self.train_loader) - 1)
-            try:
-                test_loss, test_accuracy = evaluate(self.model, self.dataset.test_images,
-                                                    self.dataset.test_labels, self.mean,
-                                                    self.std, dtype=self.dtype)
-            except TrainingDiverged:
-                self._diverged("nan (non-finite test logits)", len(self.train_loader) - 1)
-            self.epoch += 1
-            row = {"epoch": self.epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
-                   "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lr,
-                   "seconds": time.perf_counter() - start}
-            self.history.append(row)
-            self.save()
-            self._write_metrics()
-            self.log(f"epoch {self.epoch:3d}/{self.config.epochs}  "
-                     f"train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
-                     f"test loss {test_loss:.4f} acc {test_accuracy:.4f}  "
-                     f"lr {lr:.4g}  {row['seconds']:.1f}s")
+        with RunDirectoryLock(self.run_dir):
+            remove_stale_temporaries(self.run_dir, (CHECKPOINT_NAME, METRICS_NAME, CONFIG_NAME))
+            self._write_config()
+            if self.epoch == 0:
+                self.save()        # a good state to fall back to even if epoch 1 diverges
+            while self.epoch < last_epoch:
+                self._fit_one_epoch()
         return self.history
+
+    def _fit_one_epoch(self):
+        start = time.perf_counter()
+        train_loss, train_accuracy, test_loss, test_accuracy = self._epoch_with_warnings()
+        lr = self.optimizer.param_groups[0]["lr"]
+        self.epoch += 1
+        row = {"epoch": self.epoch, "train_loss": train_loss, "train_accuracy": train_accuracy,
+               "test_loss": test_loss, "test_accuracy": test_accuracy, "lr": lr,
+               "seconds": time.perf_counter() - start}
+        self.history.append(row)
+        try:
+            self.save()
+        except CheckpointWriteError:
+            self.epoch -= 1                   # the epoch is not done until it is saved
+            self.history.pop()
+            raise
+        self._write_metrics()
+        self.log(f"epoch {self.epoch:3d}/{self.config.epochs}  "
+                 f"train loss {train_loss:.4f} acc {train_accuracy:.4f}  "
+                 f"test loss {test_loss:.4f} acc {test_accuracy:.4f}  "
+                 f"lr {lr:.4g}  {row['seconds']:.1f}s")

@@ -76,7 +76,7 @@ def se_backward_dx_promoting(dy, gates, dz):
     return dx
 
 
-expected = sn.kernels.numpy_ref.se_backward_dx(dy, gates, dz)
+expected = sn.kernels.numpy.se_backward_dx(dy, gates, dz)
 for kernel in (se_backward_dx, se_backward_dx_promoting):
     result = kernel(dy, gates, dz)
     assert result.dtype == np.float32

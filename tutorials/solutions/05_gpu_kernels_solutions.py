@@ -97,8 +97,8 @@ y_rows = cuda.device_array((row_count, shape[2] * shape[3]), dtype=np.float32)
 blocks = 4 if SIMULATOR else 1024
 scale_per_element[blocks, 64](x_rows, cuda.to_device(gates.reshape(-1)), y_rows)
 y = y_rows.copy_to_host().reshape(shape)
-reference = sn.kernels.numpy_ref.scale_forward(x, gates)
-print("scale kernel equals numpy_ref.scale_forward:", np.array_equal(y, reference))
+reference = sn.kernels.numpy.scale_forward(x, gates)
+print("scale kernel equals kernels.numpy.scale_forward:", np.array_equal(y, reference))
 assert np.array_equal(y, reference)     # one float32 multiply per element: exactly equal
 
 # %% [markdown]

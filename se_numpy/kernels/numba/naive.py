@@ -1,26 +1,26 @@
-"""The first drafts of two Numba kernels, kept to show what each trick in ``cpu.py`` buys.
+"""The first drafts of two Numba kernels, kept to show what each trick in ``se.py`` buys.
 
-Read these side by side with ``cpu.py``; ``benchmarks/bench_kernels.py`` times
+Read these side by side with ``se.py``; ``benchmarks/bench_kernels.py`` times
 every step and ``docs/kernels.md`` lists the numbers. Each draft is correct
-(tested against ``numpy_ref``), only slower or less accurate:
+(tested against the ``numpy`` backend), only slower or less accurate:
 
 squeeze forward, z[n,c] = 1/(HW) Σ_ij x[n,c,i,j]
     1. ``squeeze_forward_pixel_outer``  loop order (i, j) outside (n, c): every
        step jumps H·W elements ahead, so each cache line fetched from memory
        gives one useful number before it is evicted.
-    2. ``squeeze_forward_naive``        the textbook loop order, but the running
+    2. ``squeeze_forward_same_dtype``   the textbook loop order, but the running
        sum is kept in x's dtype (float32 loses digits over 50 176 terms) and is
        one dependent chain of additions, so it is not vectorised.
     3. ``squeeze_forward_float64``      float64 running sum: accurate, still one
        chain, still not vectorised (IEEE order is kept).
-    4. ``cpu._row_sums_serial``          + ``fastmath={"reassoc", "contract"}``:
-       LLVM splits the sum over SIMD lanes; memory speed on one core.
-    5. ``cpu._row_sums_parallel``        + ``prange`` over the N·C rows.
+    4. ``se.squeeze_forward_loop.serial``    + ``fastmath={"reassoc", "contract"}``
+       in the row sum: LLVM splits it over SIMD lanes; memory speed on one core.
+    5. ``se.squeeze_forward_loop.parallel``  + ``prange`` over the N·C rows.
 
 second backward pass of an SE block, dx = dy·s + dz/(HW)
     ``se_backward_dx_promoting`` divides by the Python int ``H*W`` inside the
     loop. Numba types ``float32 / int64`` as float64 (NumPy's rule), so every
-    element is converted to float64 and back; ``cpu.se_backward_dx`` computes
+    element is converted to float64 and back; ``se.se_backward_dx`` computes
     the per-row shift once, in the map's dtype.
 """
 import numpy as np
@@ -76,7 +76,7 @@ def squeeze_forward_pixel_outer(x):
     return _squeeze_with(_squeeze_pixel_outer, x, np.float64)
 
 
-def squeeze_forward_naive(x):
+def squeeze_forward_same_dtype(x):
     """Step 2: natural loop order, running sum in x's dtype, serial, strict IEEE order."""
     return _squeeze_with(_squeeze_same_dtype_sum, x, x.dtype)
 

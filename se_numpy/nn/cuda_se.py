@@ -1,6 +1,6 @@
 """An SE block that keeps its feature maps on the GPU between steps.
 
-``kernels/cuda.py`` copies NumPy inputs up and results down on every call,
+The ``cuda`` backend (``kernels/cuda``) copies NumPy inputs up and results down on every call,
 which is what lets the whole library run on the ``cuda`` backend, but a
 training step would then cross the PCIe bus four times per SE block.
 ``CudaSEBlock`` takes device arrays and returns device arrays instead.
@@ -11,12 +11,12 @@ Where each step runs, and why
 
     forward                                   where           launches   crosses the bus
     z = squeeze(x)        (N,C,H,W) -> (N,C)  GPU, tree        1          z down: N·C numbers
-    s = σ(W2 δ(W1 z + b1) + b2)   (Eq. 3)     host, NumPy      0          s up:   N·C numbers
+    s = σ(W2 δ(W1 z + b1) + b2)   (Eq. 3)     host, functional 0          s up:   N·C numbers
     y = s·x  (or s·x + shortcut, "Axpy")      GPU              1
 
     backward
     ds = Σ_ij dy·x                            GPU, tree        1          ds down: N·C
-    dz, dW1, db1, dW2, db2 = excitation'(ds)  host, NumPy      0          dz up:   N·C
+    dz, dW1, db1, dW2, db2 = excitation'(ds)  host, functional 0          dz up:   N·C
     dx = dy·s + dz/(HW)                       GPU              1
 
 Four launches per block and step, the fewest possible: each of the four
@@ -34,20 +34,19 @@ The feature maps x, shortcut, y, dy and dx never leave the device. Only the
 their gradients live on the host as NumPy arrays (they are updated there by
 any NumPy optimiser). ``forward`` and ``backward`` also accept NumPy feature
 maps (copied up once); their results are always device arrays.
+
+The excitation is ``functional.excitation_forward`` / ``excitation_backward``,
+the same code every other SE block runs; only the four map passes are here.
 """
 import numpy as np
 
-from . import cuda as gpu
-
-LAUNCHES_PER_FORWARD = 2
-LAUNCHES_PER_BACKWARD = 2
+from ..functional.se import excitation_backward, excitation_forward
 
 
-def _sigmoid(values):
-    """σ(v) = 1/(1 + e^-v), written so that neither branch overflows."""
-    exp_of_minus_abs = np.exp(-np.abs(values))
-    return np.where(values >= 0, 1 / (1 + exp_of_minus_abs),
-                    exp_of_minus_abs / (1 + exp_of_minus_abs)).astype(values.dtype, copy=False)
+def _gpu():
+    """The cuda backend, imported on first use (importing ``nn`` never touches CUDA)."""
+    from ..kernels import cuda
+    return cuda
 
 
 class CudaSEBlock:
@@ -96,39 +95,12 @@ class CudaSEBlock:
         self.grads = {name: None if value is None else np.zeros_like(value)
                       for name, value in self.params.items()}
 
-    # ------------------------------------------------------------------ host part
-    def _excitation_forward(self, z):
-        """s = σ(W2 · ReLU(W1 z + b1) + b2), on the host: z (N, C) -> s (N, C)."""
-        pre_hidden = z @ self.params["fc1.weight"].T
-        if self.params["fc1.bias"] is not None:
-            pre_hidden = pre_hidden + self.params["fc1.bias"]
-        hidden = np.maximum(pre_hidden, 0)
-        pre_gate = hidden @ self.params["fc2.weight"].T
-        if self.params["fc2.bias"] is not None:
-            pre_gate = pre_gate + self.params["fc2.bias"]
-        s = _sigmoid(pre_gate)
-        return s, (z, pre_hidden, hidden, s)
+    def _accumulate(self, dw1, db1, dw2, db2):
+        for name, gradient in (("fc1.weight", dw1), ("fc1.bias", db1),
+                               ("fc2.weight", dw2), ("fc2.bias", db2)):
+            if gradient is not None:
+                self.grads[name] += gradient
 
-    def _excitation_backward(self, ds, excitation_cache):
-        """Chain rule back through Eq. 3; accumulates weight gradients, returns dz (N, C).
-
-            d(pre_gate)   = ds · s (1 - s)                    σ' = σ (1 - σ)
-            dW2 = d(pre_gate)ᵀ hidden,   db2 = Σ_n d(pre_gate),  d(hidden) = d(pre_gate) W2
-            d(pre_hidden) = d(hidden) · 1[pre_hidden > 0]      ReLU'
-            dW1 = d(pre_hidden)ᵀ z,      db1 = Σ_n d(pre_hidden), dz = d(pre_hidden) W1
-        """
-        z, pre_hidden, hidden, s = excitation_cache
-        d_pre_gate = ds * s * (1 - s)
-        self.grads["fc2.weight"] += d_pre_gate.T @ hidden
-        if self.grads["fc2.bias"] is not None:
-            self.grads["fc2.bias"] += d_pre_gate.sum(axis=0)
-        d_pre_hidden = (d_pre_gate @ self.params["fc2.weight"]) * (pre_hidden > 0)
-        self.grads["fc1.weight"] += d_pre_hidden.T @ z
-        if self.grads["fc1.bias"] is not None:
-            self.grads["fc1.bias"] += d_pre_hidden.sum(axis=0)
-        return d_pre_hidden @ self.params["fc1.weight"]
-
-    # ------------------------------------------------------------------ the block
     def _check_map(self, array, name):
         if tuple(array.shape[1:2]) != (self.channels,) or len(array.shape) != 4:
             raise ValueError(f"{name}: expected shape (N, {self.channels}, H, W), "
@@ -136,17 +108,20 @@ class CudaSEBlock:
         if np.dtype(array.dtype) != self.dtype:
             raise TypeError(f"{name}: expected dtype {self.dtype} (the weights' dtype), "
                             f"got {array.dtype}")
-        return gpu.to_device(array)
+        return _gpu().to_device(array)
 
     def forward(self, x, shortcut=None):
         """y = s·x, or out = s·x + shortcut when a shortcut is given (two launches).
 
         x, shortcut: (N, C, H, W) device (or NumPy) arrays. Returns a device array.
         """
+        gpu = _gpu()
         x = self._check_map(x, "x")
         z = gpu.squeeze_forward(x).copy_to_host()                   # launch 1, N·C down
-        s, excitation_cache = self._excitation_forward(z)
-        s_on_device = gpu.to_device(s)   # N·C up
+        s, excitation_cache = excitation_forward(
+            z, self.params["fc1.weight"], self.params["fc1.bias"],
+            self.params["fc2.weight"], self.params["fc2.bias"])     # host, Eq. 3
+        s_on_device = gpu.to_device(s)                              # N·C up
         if shortcut is None:
             y = gpu.scale_forward(x, s_on_device)                   # launch 2
         else:
@@ -168,11 +143,13 @@ class CudaSEBlock:
         """
         if self._cache is None:
             raise RuntimeError("backward called before forward")
+        gpu = _gpu()
         x, s_on_device, excitation_cache, had_shortcut = self._cache
         dy = self._check_map(dy, "dy")
         if tuple(dy.shape) != tuple(x.shape):
             raise ValueError(f"dy: expected shape {tuple(x.shape)}, got {tuple(dy.shape)}")
         ds = gpu.se_backward_ds(dy, x).copy_to_host()                # launch 1, N·C down
-        dz = self._excitation_backward(ds, excitation_cache)
+        dz, *weight_gradients = excitation_backward(ds, excitation_cache)   # host
+        self._accumulate(*weight_gradients)
         dx = gpu.se_backward_dx(dy, s_on_device, np.ascontiguousarray(dz))  # launch 2, dz up
         return (dx, dy) if had_shortcut else dx

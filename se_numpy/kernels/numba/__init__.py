@@ -1,0 +1,39 @@
+"""The ``numba`` backend: the reference's kernels compiled for the CPU, same names and signatures.
+
+Files (each with the same name as the reference file it speeds up):
+
+    threads.py  OMP_WAIT_POLICY, BLAS thread control, the convolution workers (imported first)
+    rows.py     the (N·C, H·W) row view, the row helpers, the serial/parallel pair
+    se.py       squeeze, scale, the fused SE passes
+    conv.py     im2col, col2im and the per-sample convolution
+    norm.py     the four batch-norm passes
+    pool.py     max and average pooling
+    naive.py    the slower first drafts, kept to show what each trick buys
+
+``cache=True`` stores the compiled code next to the source, so a second
+process starts in a fraction of a second instead of recompiling. Readonly
+inputs (e.g. from ``np.broadcast_to``) are a different Numba type and compile
+their own specialisation once.
+"""
+from . import threads  # noqa: F401  (first: sets OMP_WAIT_POLICY before any parallel loop)
+
+import numba  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .. import contract  # noqa: E402
+from . import conv, norm, pool, rows, se  # noqa: E402
+
+NAME = "numba"
+conv_output_size = contract.conv_output_size
+
+
+def check_available():
+    """Raise ``RuntimeError`` with the reason if Numba cannot compile and run a kernel here."""
+    try:
+        se.squeeze_forward_loop.serial(np.ones((1, 2)), np.empty(1), 2.0)
+    except Exception as error:   # LLVM, threading-layer or cache-directory problems show up here
+        raise RuntimeError(f"numba {numba.__version__} is installed but cannot run kernels: "
+                           f"{error}") from error
+
+
+contract.bind(globals(), se, conv, norm, pool)

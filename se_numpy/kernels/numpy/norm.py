@@ -1,0 +1,34 @@
+"""The four passes of BatchNorm2d, plain NumPy (math and derivation: ``functional/norm.py``).
+
+Every per-channel vector is (C,); M = N·H·W values per channel.
+"""
+import numpy as np
+
+
+def _per_channel(values):
+    return values[None, :, None, None]
+
+
+def batch_norm_statistics(x):
+    """Batch mean μ_c and biased variance σ²_c of x (N,C,H,W), accumulated in float64, in x's dtype."""
+    mean = x.mean(axis=(0, 2, 3), dtype=np.float64)
+    variance = ((x - _per_channel(mean)) ** 2).mean(axis=(0, 2, 3))   # float64: x − μ promotes
+    return mean.astype(x.dtype), variance.astype(x.dtype)
+
+
+def batch_norm_normalize(x, mean, inverse_std, weight, bias):
+    """``(y, normalized)``: x̂ = (x − μ_c)·inverse_std_c, y = x̂·γ_c + β_c, all in x's dtype."""
+    normalized = (x - _per_channel(mean)) * _per_channel(inverse_std)
+    return normalized * _per_channel(weight) + _per_channel(bias), normalized
+
+
+def batch_norm_backward_sums(dy, normalized):
+    """``(Σ dy, Σ dy·x̂)`` per channel, over N, H and W (= dβ and dγ)."""
+    return dy.sum(axis=(0, 2, 3)), (dy * normalized).sum(axis=(0, 2, 3))
+
+
+def batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized):
+    """Training-mode dx = scale_c/M · (M·dy − Σdy − x̂·Σ dy·x̂), with scale = γ/sqrt(σ² + eps)."""
+    count = dy.shape[0] * dy.shape[2] * dy.shape[3]
+    return (_per_channel(scale) / dy.dtype.type(count)
+            * (count * dy - _per_channel(sum_dy) - normalized * _per_channel(sum_dy_normalized)))
