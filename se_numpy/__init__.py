@@ -11,7 +11,7 @@ from .kernels.backend import available_backends, get_backend, use_backend
 __version__ = "0.1.0"
 
 _SUBMODULES = ("functional", "nn", "kernels", "models", "analysis", "optim", "data", "train",
-               "gradcheck", "testing")
+               "gradcheck", "testing", "io", "predict")
 
 __all__ = list(_SUBMODULES) + ["use_backend", "get_backend", "available_backends"]
 

@@ -8,6 +8,7 @@
     se-numpy models        parameters and GFLOPs of the paper's Table 2 models
     se-numpy bench         kernel speed against the measured memory bandwidth
     se-numpy ablate        the paper's ablation tables over several seeds, with statistics
+    se-numpy predict       top-k ImageNet classes of images with a zoo model and its weights
 """
 import argparse
 import importlib
@@ -15,7 +16,7 @@ import sys
 
 # Modules that register subcommands through ``add_commands(subparsers)``.
 _COMMAND_MODULES = ("se_numpy.train.cli", "se_numpy.selfcheck", "se_numpy.analysis.table",
-                    "se_numpy.reference", "se_numpy.ablate.cli")
+                    "se_numpy.reference", "se_numpy.ablate.cli", "se_numpy.predict")
 
 
 def _parse_shape(text):

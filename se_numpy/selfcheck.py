@@ -122,6 +122,10 @@ def _layer_cases(rng):
         ("MaxPool2d (3, stride 2, pad 1)", lambda: nn.MaxPool2d(3, stride=2, padding=1)),
         ("AvgPool2d (3, stride 1, pad 1)", lambda: nn.AvgPool2d(3, stride=1, padding=1)),
         ("GlobalAvgPool", nn.GlobalAvgPool),
+        ("MaxPool2d (3, stride 2, ceil mode)", lambda: nn.MaxPool2d(3, stride=2, ceil_mode=True)),
+        ("AvgPool2d (3, stride 2, pad 1, ceil, pad not counted)",
+         lambda: nn.AvgPool2d(3, 2, padding=1, ceil_mode=True, count_include_pad=False)),
+        ("SiLU", nn.SiLU),
     ]
     for name, build in layers:
         yield name, x.shape, lambda build=build: check_module(build().astype(np.float64), x,
@@ -170,6 +174,21 @@ def _block_cases(rng):
         block = VGGStage(8, 6, 2, attention=nn.SEBlock(6, reduction=2, rng=13), rng=14)
         return check_module(block.astype(np.float64), x, elementwise=True, max_entries=60)
     yield "VGG stage + SE", x.shape, vgg
+
+    # kinked activations on inputs kept 0.05 away from their kinks (0 and 6; -3 and 3)
+    spread = distinct(rng, (2, 4, 3, 3), -2.0, 8.0)
+    kink_free = np.where(np.min(np.abs(spread[..., None] - np.array([-3.0, 0.0, 3.0, 6.0])),
+                                axis=-1) < 0.05, spread + 0.1, spread)
+    for name, build in (("ReLU6", nn.ReLU6), ("HardSwish", nn.HardSwish)):
+        yield name, kink_free.shape, lambda build=build: check_module(
+            build().astype(np.float64), kink_free, elementwise=True)
+
+    def inverted_residual():
+        from .nn.mbconv import inverted_residual as build
+        se = nn.SEBlock(16, hidden=2, activation="silu", rng=16)
+        block = build(8, 16, 8, kernel=3, act="silu", se=se, rng=17)
+        return check_module(block.astype(np.float64), x, elementwise=True, max_entries=60)
+    yield "InvertedResidual (MBConv) + SE (SiLU)", x.shape, inverted_residual
 
     images = rng.normal(size=(2, 3, 8, 8))
     yield "se_tiny_resnet (whole model)", images.shape, lambda: check_module(

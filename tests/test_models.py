@@ -16,7 +16,8 @@ def test_names_cover_the_paper_models():
                 "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
                 "resnext50_32x4d", "resnext101_32x4d", "vgg16_bn", "mobilenet_v1"}
     names = set(sn.models.names())
-    assert expected | {f"se_{name}" for name in expected} == names
+    timm_names = set(sn.models.zoo.TIMM_NAMES)
+    assert expected | {f"se_{name}" for name in expected} | timm_names == names
 
 
 def test_unknown_name_lists_the_choices():
@@ -207,11 +208,11 @@ TORCHVISION_RESNET50_KEYS = {
     "fc.bias": (1000,),
 }
 TIMM_SERESNET50_SE_KEYS = {
-    "layer1.0.se.fc1.weight": (16, 256),      # timm stores (16, 256, 1, 1): a 1x1 conv
+    "layer1.0.se.fc1.weight": (16, 256, 1, 1),      # timm's 1x1 convolution shape
     "layer1.0.se.fc1.bias": (16,),
-    "layer1.0.se.fc2.weight": (256, 16),
+    "layer1.0.se.fc2.weight": (256, 16, 1, 1),
     "layer1.0.se.fc2.bias": (256,),
-    "layer3.5.se.fc1.weight": (64, 1024),
+    "layer3.5.se.fc1.weight": (64, 1024, 1, 1),
     "layer4.2.se.fc2.bias": (2048,),
 }
 
@@ -245,14 +246,15 @@ def test_se_resnet50_keys_follow_timm(se_resnet50_state):
         < keys.index("layer1.0.downsample.0.weight")
 
 
-def test_se_weights_stored_as_1x1_convolutions_load():
+def test_se_weights_are_written_as_1x1_convolutions_and_2d_ones_still_load():
     model = sn.models.create("se_tiny_resnet", seed=0)
     state = model.state_dict()
-    conv_shaped = {key: (value[:, :, None, None] * 2 if key.endswith(("fc1.weight", "fc2.weight"))
-                         else value) for key, value in state.items()}
-    model.load_state_dict(conv_shaped)
+    assert state["layer1.0.se.fc1.weight"].shape == (1, 8, 1, 1)      # timm's SEModule shape
+    matrices = {key: (value[:, :, 0, 0] * 2 if key.endswith(("fc1.weight", "fc2.weight"))
+                      else value) for key, value in state.items()}
+    model.load_state_dict(matrices)
     np.testing.assert_array_equal(model.layer1[0].se.fc1.weight.data,
-                                  2 * state["layer1.0.se.fc1.weight"])
+                                  2 * state["layer1.0.se.fc1.weight"][:, :, 0, 0])
 
 
 def test_strict_load_lists_every_problem_at_once():
@@ -271,7 +273,7 @@ def test_strict_load_lists_every_problem_at_once():
 
 def test_plain_state_dict_does_not_load_into_se_model_strictly():
     plain = sn.models.create("tiny_resnet").state_dict()
-    with pytest.raises(ValueError, match="missing keys: layer1.0.se.fc1.weight"):
+    with pytest.raises(ValueError, match="12 missing keys .*: layer1.0.se.fc1.weight"):
         sn.models.create("se_tiny_resnet").load_state_dict(plain)
 
 

@@ -153,15 +153,21 @@ def test_bad_input_is_named():
         sn.nn.SEBlock(8, reduction=4).backward(np.zeros((1, 8, 2, 2), np.float32))
 
 
-def test_state_dict_uses_pytorch_names_and_accepts_1x1_conv_shapes():
+def test_state_dict_writes_1x1_conv_shapes_and_accepts_both():
     se = sn.nn.SEBlock(32, reduction=8, rng=0)
     state = se.state_dict()
+    # timm's SEModule stores fc1/fc2 as 1x1 convolutions; the layers compute with matrices
     assert {k: v.shape for k, v in state.items()} == {
-        "fc1.weight": (4, 32), "fc1.bias": (4,), "fc2.weight": (32, 4), "fc2.bias": (32,)}
-    conv_state = {k: (v[:, :, None, None] if v.ndim == 2 else v) + 1 for k, v in state.items()}
+        "fc1.weight": (4, 32, 1, 1), "fc1.bias": (4,), "fc2.weight": (32, 4, 1, 1),
+        "fc2.bias": (32,)}
+    assert se.fc1.weight.shape == (4, 32)
+    np.testing.assert_array_equal(state["fc1.weight"][:, :, 0, 0], se.fc1.weight.data)
     other = sn.nn.SEBlock(32, reduction=8, rng=1)
-    other.load_state_dict(conv_state)
-    np.testing.assert_array_equal(other.fc2.weight.data, state["fc2.weight"] + 1)
+    other.load_state_dict({k: v + 1 for k, v in state.items()})
+    np.testing.assert_array_equal(other.fc2.weight.data, state["fc2.weight"][:, :, 0, 0] + 1)
+    matrices = {k: (v[:, :, 0, 0] if v.ndim == 4 else v) - 1 for k, v in state.items()}
+    other.load_state_dict(matrices)
+    np.testing.assert_array_equal(other.fc1.weight.data, se.fc1.weight.data - 1)
 
 
 def test_strict_load_lists_every_problem_at_once():

@@ -2,9 +2,10 @@
 
 The math of every layer lives in these functions' docstrings.
 """
-from .activation import (hard_sigmoid_backward, hard_sigmoid_forward, relu_backward,
+from .activation import (hard_sigmoid_backward, hard_sigmoid_forward, hard_swish_backward,
+                         hard_swish_forward, relu6_backward, relu6_forward, relu_backward,
                          relu_forward, sigmoid, sigmoid_backward, sigmoid_forward,
-                         tanh_backward, tanh_forward)
+                         silu_backward, silu_forward, tanh_backward, tanh_forward)
 from .conv import conv2d_backward, conv2d_forward, conv2d_output_shape
 from .linear import linear_backward, linear_forward
 from .loss import log_softmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward
@@ -12,6 +13,7 @@ from .nosqueeze import nosqueeze_backward, nosqueeze_forward
 from .norm import batch_norm2d_backward, batch_norm2d_forward, update_running_stats
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
                    global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward)
-from .se import (excitation_backward, excitation_forward, hidden_width, scale_backward,
+from .se import (excitation_backward, excitation_forward, hidden_width, make_divisible,
+                 scale_backward,
                  scale_forward, se_block_add_backward, se_block_add_forward, se_block_backward,
                  se_block_forward, squeeze_backward, squeeze_forward)

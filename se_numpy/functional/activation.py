@@ -8,6 +8,16 @@ dx = dout · f'(x), and f' is written in terms of whatever is cheapest to keep:
     sigmoid       y = 1 / (1 + e^{-x})          f'(x) = y (1 - y)
     tanh          y = tanh x                    f'(x) = 1 - y²
     hard_sigmoid  y = min(1, max(0, x/6 + 1/2)) f'(x) = 1/6 on (-3, 3), else 0
+    relu6         y = min(6, max(0, x))          f'(x) = 1[0 < x < 6]
+    hard_swish    y = x · hard_sigmoid(x)        f'(x) = 0 below -3, 1 above 3, (2x + 3)/6 between
+    silu          y = x · σ(x)  ("swish")        f'(x) = σ(x) (1 + x (1 - σ(x)))
+
+ReLU6, hard swish and SiLU are the activations of the mobile networks that
+carry SE blocks (MobileNet v1/v2 in timm: ReLU6; MobileNetV3: hard swish,
+Howard et al. 2019, Sec. 5.2; EfficientNet: SiLU, Tan & Le 2019). Hard
+swish is continuous with a continuous derivative except at x = ±3, where the
+derivative jumps (from 0 to -1/2 at -3, from 3/2 to 1 at 3); ReLU6 has kinks
+at 0 and 6.
 
 The gates are the excitation operators of the paper's ablation (Table 12:
 sigmoid, tanh, ReLU) plus the hard sigmoid of MobileNetV3. ReLU and hard
@@ -74,12 +84,51 @@ def hard_sigmoid_backward(dout, cache):
     return dout * inside / dout.dtype.type(6)
 
 
+def relu6_forward(x):
+    check_float_array(x, "x")
+    return np.clip(x, 0, 6).astype(x.dtype, copy=False), (x > 0) & (x < 6)
+
+
+def relu6_backward(dout, cache):
+    inside = cache
+    return dout * inside
+
+
+def hard_swish_forward(x):
+    check_float_array(x, "x")
+    gate, _ = hard_sigmoid_forward(x)
+    return x * gate, x
+
+
+def hard_swish_backward(dout, cache):
+    """d/dx [x · hs(x)] = hs(x) + x · hs'(x), hs'(x) = 1/6 on (-3, 3): 0, (2x + 3)/6, 1."""
+    x = cache
+    gate, _ = hard_sigmoid_forward(x)
+    inside = (x > -3) & (x < 3)
+    return dout * (gate + x * inside / x.dtype.type(6))
+
+
+def silu_forward(x):
+    check_float_array(x, "x")
+    s = sigmoid(x)
+    return x * s, (x, s)
+
+
+def silu_backward(dout, cache):
+    """d/dx [x σ(x)] = σ + x σ (1 - σ)."""
+    x, s = cache
+    return dout * (s * (1 + x * (1 - s)))
+
+
 # name -> (forward, backward): how SEBlock's ``gate`` option and the nn modules pick one.
 ACTIVATIONS = {
     "relu": (relu_forward, relu_backward),
     "sigmoid": (sigmoid_forward, sigmoid_backward),
     "tanh": (tanh_forward, tanh_backward),
     "hard_sigmoid": (hard_sigmoid_forward, hard_sigmoid_backward),
+    "relu6": (relu6_forward, relu6_backward),
+    "hard_swish": (hard_swish_forward, hard_swish_backward),
+    "silu": (silu_forward, silu_backward),
 }
 
 

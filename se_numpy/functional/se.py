@@ -62,11 +62,37 @@ def squeeze_backward(dz, cache):
 
 
 # ============================================================================ excitation
-def hidden_width(channels, reduction):
-    """Bottleneck width of the excitation: C/r, at least 1 (paper Sec. 3.2)."""
+def make_divisible(value, divisor=8, min_value=None, round_limit=0.9):
+    """``value`` rounded to the nearest multiple of ``divisor``, at least ``min_value``.
+
+        v' = max(min_value or divisor, floor((value + divisor/2) / divisor) · divisor)
+        v' += divisor   if v' < round_limit · value   (never round down by more than 10 %)
+
+    The rule timm (after the TensorFlow MobileNet code) uses for channel widths:
+    its ``SEModule`` calls it with divisor 8 and round_limit 0 (so 64/16 = 4
+    becomes 8), MobileNetV3 with divisor 8 and round_limit 0.9 (72/4 = 18 -> 24).
+    """
+    if divisor < 1 or value <= 0:
+        raise ValueError(f"expected value > 0 and divisor >= 1, got {value} and {divisor}")
+    min_value = min_value or divisor
+    rounded = max(min_value, int(value + divisor / 2) // divisor * divisor)
+    if rounded < round_limit * value:
+        rounded += divisor
+    return int(rounded)
+
+
+def hidden_width(channels, reduction, divisor=None, round_limit=0.0):
+    """Bottleneck width of the excitation (paper Sec. 3.2).
+
+    Without ``divisor``: C // r, at least 1 (the paper, Caffe SENets, timm's
+    ``legacy_*``). With ``divisor``: ``make_divisible(C / r, divisor, round_limit=...)``
+    (timm's SE-ResNets: divisor 8, so SE-ResNet-18's 64-channel blocks get 8, not 4).
+    """
     if channels < 1 or reduction <= 0:
         raise ValueError(f"expected channels >= 1 and reduction > 0, got {channels} and {reduction}")
-    return max(1, int(channels // reduction))
+    if divisor is None:
+        return max(1, int(channels // reduction))
+    return make_divisible(channels / reduction, divisor, round_limit=round_limit)
 
 
 def excitation_forward(z, w1, b1, w2, b2, gate="sigmoid", activation="relu"):

@@ -6,14 +6,24 @@
 CIFAR: tiny_resnet, resnet20/32/44/56/110 (and se_ counterparts).
 ImageNet: resnet18/34/50/101/152, resnext50_32x4d, resnext101_32x4d,
 vgg16_bn, mobilenet_v1 (and se_ counterparts).
+timm's names, with timm's state-dict keys (``zoo.TIMM_NAMES``): seresnet18 ...
+seresnext101_32x4d, the "d" ResNets, the original SENets (legacy_*, with
+SENet-154), MobileNetV3, EfficientNet-B0, RegNetY-200MF/400MF, mobilenetv1_100.
+
+    model = sn.models.create("seresnet50", weights="model.safetensors")
 """
-from . import cifar_resnet, imagenet_resnet, mobilenet, vgg  # noqa: F401  (importing registers)
+from . import (cifar_resnet, efficientnet, imagenet_resnet, legacy_senet, mobilenet,  # noqa: F401
+               regnet, vgg)  # (importing registers the models)
 from .cifar_resnet import CifarResNet
 from .imagenet_resnet import ImageNetResNet
+from .efficientnet import EfficientNetFamily
+from .legacy_senet import LegacySENet
+from .regnet import RegNetY
 from .mobilenet import MobileNetV1
+from . import zoo
 from .registry import create, describe, names
 from .se_config import SEConfig
 from .vgg import VGG
 
 __all__ = ["create", "names", "describe", "SEConfig", "CifarResNet", "ImageNetResNet", "VGG",
-           "MobileNetV1"]
+           "MobileNetV1", "LegacySENet", "EfficientNetFamily", "RegNetY", "zoo"]

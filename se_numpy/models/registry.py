@@ -26,14 +26,41 @@ def _lookup(name):
     return _BUILDERS[name]
 
 
-def create(name, **options):
+# timm's keyword spellings -> se_numpy's, where they mean the same thing
+TIMM_KEYWORDS = {"in_chans": "in_channels"}
+
+
+def create(name, weights=None, pretrained=False, **options):
     """Build a registered model, e.g. ``create("se_resnet20", num_classes=10, seed=0)``.
 
     Every model takes ``in_channels``, ``num_classes``, ``dtype`` and ``seed``;
     SE models also take ``reduction``, ``placement``, ``se_bias``, ``squeeze``
-    and ``gate`` (see ``se_numpy.models.se_config``).
+    and ``gate`` (see ``se_numpy.models.se_config``). ImageNet models take
+    ``drop_rate`` and ``num_classes=0`` (pooled features) as timm does, and
+    timm's ``in_chans`` means ``in_channels``.
+
+    ``weights``: a ``.safetensors`` or ``.npz`` file loaded strictly after the
+    model is built (``sn.io.load_weights``); its arrays are cast to ``dtype``.
+    ``pretrained=True`` is refused: nothing is downloaded, pass ``weights=``.
     """
     if not isinstance(name, str):
         raise TypeError(f"name: expected a model name (str), got {type(name).__name__}")
+    if pretrained:
+        raise ValueError(f"pretrained=True: se_numpy downloads nothing; download the "
+                         f"weights file (e.g. {name}'s model.safetensors from the Hugging Face "
+                         f"hub) and pass create({name!r}, weights=PATH)")
+    for timm_name, own_name in TIMM_KEYWORDS.items():
+        if timm_name in options:
+            if own_name in options:
+                raise TypeError(f"{name}: got both {timm_name} and {own_name}")
+            options[own_name] = options.pop(timm_name)
     builder, _ = _lookup(name)
-    return builder(**options)
+    model = builder(**options)
+    if weights is not None:
+        from ..io import load_weights
+        state = load_weights(weights)
+        try:
+            model.load_state_dict(state)
+        except ValueError as error:
+            raise ValueError(f"{weights}: does not fit {name}: {error}") from None
+    return model

@@ -30,7 +30,7 @@ class SEConfig:
     """
 
     def __init__(self, num_stages, reduction=16, placement="standard", se_bias=True,
-                 squeeze="avg", gate="sigmoid", stages=None):
+                 squeeze="avg", gate="sigmoid", stages=None, divisor=None):
         self.num_stages = int(num_stages)
         if isinstance(reduction, (list, tuple)):
             if len(reduction) != self.num_stages:
@@ -47,6 +47,7 @@ class SEConfig:
         self.placement = check_placement(placement)
         self.se_bias, self.squeeze, self.gate = bool(se_bias), squeeze, gate
         self.stages = _check_stages(stages, self.num_stages)
+        self.divisor = divisor      # None: C // r (the paper); 8: make_divisible(C / r, 8) (timm)
 
     def make(self, channels, stage_index, dtype=np.float32, rng=None):
         """The SE block over ``channels`` channels for stage ``stage_index`` (0-based),
@@ -57,7 +58,8 @@ class SEConfig:
             return NoSqueezeBlock(channels, reduction=self.reductions[stage_index],
                                   gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng)
         return SEBlock(channels, reduction=self.reductions[stage_index], squeeze=self.squeeze,
-                       gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng)
+                       gate=self.gate, bias=self.se_bias, dtype=dtype, rng=rng,
+                       divisor=self.divisor)
 
 
 def _check_stages(stages, num_stages):

@@ -1,8 +1,10 @@
 """Modules with a PyTorch-like API and an explicit ``backward``."""
-from .activation import HardSigmoid, ReLU, Sigmoid, Tanh
+from .activation import HardSigmoid, HardSwish, ReLU, ReLU6, Sigmoid, SiLU, Tanh
+from .chain import NamedSequential, ResidualChain
 from .container import Flatten, Identity, Sequential
 from .cuda_se import CudaSEBlock
 from .conv import Conv2d
+from .dropout import Dropout
 from .inception import InceptionModule
 from .linear import Linear
 from .loss import CrossEntropyLoss
@@ -12,5 +14,6 @@ from .norm import BatchNorm2d
 from .parameter import Parameter
 from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .residual import PLACEMENTS, BasicBlock, Bottleneck, ResidualBlock
+from . import mbconv  # noqa: F401  (depthwise_separable, inverted_residual, conv_bn_act)
 from .se import SEBlock
 from .vgg import VGGStage

@@ -1,4 +1,5 @@
-"""Element-wise activation modules: ``ReLU``, ``Sigmoid``, ``Tanh``, ``HardSigmoid``.
+"""Element-wise activation modules: ``ReLU``, ``Sigmoid``, ``Tanh``, ``HardSigmoid``,
+``ReLU6``, ``HardSwish``, ``SiLU``.
 
 Math in functional/activation.py. They have no parameters and cost no
 multiply-accumulates under the paper's FLOP convention.
@@ -47,3 +48,18 @@ class Tanh(_Elementwise):
 class HardSigmoid(_Elementwise):
     """y = clip(x/6 + 1/2, 0, 1) (MobileNetV3); dx = dy/6 on (-3, 3)."""
     name = "hard_sigmoid"
+
+
+class ReLU6(_Elementwise):
+    """y = min(6, max(0, x)) (MobileNet v1/v2); dx = dy · 1[0 < x < 6]."""
+    name = "relu6"
+
+
+class HardSwish(_Elementwise):
+    """y = x · clip(x/6 + 1/2, 0, 1) (MobileNetV3); dx = dy · (0 | (2x + 3)/6 | 1)."""
+    name = "hard_swish"
+
+
+class SiLU(_Elementwise):
+    """y = x · σ(x) (EfficientNet's "swish"); dx = dy · σ(x)(1 + x(1 − σ(x)))."""
+    name = "silu"

@@ -10,6 +10,7 @@ from collections import OrderedDict
 
 import numpy as np
 
+from .load_report import format_load_problems
 from .parameter import Parameter
 
 
@@ -123,10 +124,15 @@ class Module:
         state = OrderedDict()
         for module_name, module in self.named_modules():
             for name, parameter in module._parameters.items():
-                state[f"{module_name}.{name}" if module_name else name] = parameter.data.copy()
+                state[f"{module_name}.{name}" if module_name else name] = \
+                    module._export_state(name, parameter.data.copy())
             for name in module._buffers:
                 state[f"{module_name}.{name}" if module_name else name] = np.array(getattr(module, name))
         return state
+
+    def _export_state(self, name, value):
+        """Hook for a module to write a parameter in its conventional stored shape (SE: 1x1 conv)."""
+        return value
 
     def _adapt_loaded(self, name, value, expected_shape):
         """Hook for a module to accept an equivalent stored shape (e.g. SE's 1x1-conv weights)."""
@@ -136,7 +142,8 @@ class Module:
         """Copy arrays into parameters and buffers, after checking every key and shape.
 
         With ``strict=True`` any missing key, unexpected key or shape mismatch raises
-        one ``ValueError`` that lists all of them, so a user fixes a conversion in one go.
+        one ``ValueError`` that counts each kind and shows the first few, with a hint
+        where the pattern is recognisable (``nn/load_report.py``).
         Values are cast to the dtype the module already has.
         """
         targets = {}
@@ -153,24 +160,18 @@ class Module:
             current_array = current.data if isinstance(current, Parameter) else np.asarray(current)
             value = module._adapt_loaded(name, np.asarray(state_dict[key]), current_array.shape)
             if value.shape != current_array.shape:
-                mismatched.append(f"{key}: expected shape {current_array.shape}, got {value.shape}")
+                mismatched.append((key, current_array.shape, value.shape))
             else:
-                updates.append((module, name, current, value.astype(current_array.dtype)))
-        problems = []
-        if missing:
-            problems.append("missing keys: " + ", ".join(missing))
-        if unexpected:
-            problems.append("unexpected keys: " + ", ".join(unexpected))
-        if mismatched:
-            problems.append("shape mismatches: " + "; ".join(mismatched))
+                updates.append((module, name, current, value, current_array.dtype))
         if mismatched or (strict and (missing or unexpected)):
-            raise ValueError(f"load_state_dict into {type(self).__name__} failed:\n  "
-                             + "\n  ".join(problems))
-        for module, name, current, value in updates:
-            if isinstance(current, Parameter):
-                current.data = value.copy()
+            raise ValueError(format_load_problems(type(self).__name__, missing, unexpected,
+                                                  mismatched))
+        for module, name, current, value, dtype in updates:
+            value = np.array(value, dtype=dtype)     # one copy per array, made only now, so a
+            if isinstance(current, Parameter):       # large model never holds two copies at once
+                current.data = value
             else:
-                object.__setattr__(module, name, value.copy())
+                object.__setattr__(module, name, value)
         return {"missing_keys": missing, "unexpected_keys": unexpected}
 
     # ------------------------------------------------------------ printing

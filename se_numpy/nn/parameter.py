@@ -11,7 +11,9 @@ class Parameter:
 
     def __init__(self, data):
         self.data = np.asarray(data)
-        self.grad = np.zeros_like(self.data)
+        # np.zeros (not zeros_like) gets zeroed pages from the OS that take no memory until
+        # written: a model used only for inference never pays for its gradients
+        self.grad = np.zeros(self.data.shape, self.data.dtype)
 
     @property
     def shape(self):

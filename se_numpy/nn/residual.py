@@ -36,10 +36,11 @@ import numpy as np
 from ..functional.activation import relu_backward, relu_forward
 from .._validation import check_nchw
 from .composed import ComposedCounting
-from .container import Sequential
+from .container import Identity, Sequential
 from .conv import Conv2d
 from .module import Module, _require_cache
 from .norm import BatchNorm2d
+from .pool import AvgPool2d
 
 PLACEMENTS = ("standard", "pre", "post", "identity", "after_3x3")
 
@@ -51,10 +52,32 @@ def check_placement(placement):
     return placement
 
 
-def projection_shortcut(in_channels, out_channels, stride, dtype=np.float32, rng=None):
-    """The shortcut used when the shape changes (He et al.'s option B): 1x1 conv + BN."""
-    return Sequential(Conv2d(in_channels, out_channels, 1, stride=stride, bias=False,
-                             dtype=dtype, rng=rng),
+def projection_shortcut(in_channels, out_channels, stride, dtype=np.float32, rng=None,
+                        kernel_size=1):
+    """The shortcut used when the shape changes (He et al.'s option B): 1x1 conv + BN.
+
+    ``kernel_size=3`` (padding 1) is SENet-154's: its stages 2-4 project with a
+    3x3 convolution of stride 2, so the shortcut sees every pixel, not one in four.
+    """
+    return Sequential(Conv2d(in_channels, out_channels, kernel_size, stride=stride,
+                             padding=kernel_size // 2, bias=False, dtype=dtype, rng=rng),
+                      BatchNorm2d(out_channels, dtype=dtype))
+
+
+def avg_pool_shortcut(in_channels, out_channels, stride, dtype=np.float32, rng=None):
+    """The "d" ResNets' shortcut (He et al. 2019, "Bag of Tricks", ResNet-D):
+
+        downsample.0  AvgPool2d(2, stride, ceil_mode=True, count_include_pad=False)
+                      (Identity when stride is 1)
+        downsample.1  Conv2d 1x1, stride 1
+        downsample.2  BatchNorm2d
+
+    A strided 1x1 convolution reads one pixel in four and drops the rest; averaging
+    first lets every pixel reach the shortcut. Keys as timm's ``resnet50d``.
+    """
+    pool = Identity() if stride == 1 else AvgPool2d(2, stride, ceil_mode=True,
+                                                    count_include_pad=False)
+    return Sequential(pool, Conv2d(in_channels, out_channels, 1, bias=False, dtype=dtype, rng=rng),
                       BatchNorm2d(out_channels, dtype=dtype))
 
 
@@ -67,13 +90,14 @@ class ResidualBlock(ComposedCounting, Module):
     """
 
     expansion = 1
+    attention_name = "se"      # the SE block's state-dict name; the original SENets: se_module
 
     def _attach_attention(self, attention, placement, expected_channels):
         """Store the SE block (or None) after checking it fits where it goes."""
         check_placement(placement)
         self.placement = placement
         if attention is None:
-            self.se = None
+            object.__setattr__(self, "se", None)
             return
         if not (hasattr(attention, "forward") and hasattr(attention, "backward")):
             raise TypeError(f"attention: expected an SEBlock or None, "
@@ -85,7 +109,8 @@ class ResidualBlock(ComposedCounting, Module):
         if placement == "standard" and not hasattr(attention, "forward_add"):
             raise TypeError("attention: placement 'standard' needs forward_add/backward_add "
                             f"(as SEBlock has), got {type(attention).__name__}")
-        self.se = attention
+        setattr(self, self.attention_name, attention)      # registered under its key name
+        object.__setattr__(self, "se", attention)          # the name the code reads
 
     @classmethod
     def attention_channels(cls, in_channels, planes, placement, groups=1, base_width=64):
@@ -190,6 +215,9 @@ class BasicBlock(ResidualBlock):
         attention: an ``SEBlock`` over ``attention_channels(...)`` channels, or None.
         placement: where SE goes (see the module docstring). "after_3x3" puts it
             after the first convolution's BN+ReLU, the only point between the two.
+        relu_before_se: apply a ReLU to BN2's output, before SE and the addition, as
+            the original SENets' basic block (SE-ResNet-18/34) does:
+            F(x) = ReLU( BN2( conv2( ReLU( BN1( conv1(x) ) ) ) ) ).
 
     Shapes: x (N, in_channels, H, W) -> (N, planes, H/s, W/s).
     State-dict names follow torchvision: conv1, bn1, conv2, bn2, se, downsample.0/1.
@@ -198,9 +226,10 @@ class BasicBlock(ResidualBlock):
     expansion = 1
 
     def __init__(self, in_channels, planes, stride=1, downsample=None, attention=None,
-                 placement="standard", dtype=np.float32, rng=None):
+                 placement="standard", dtype=np.float32, rng=None, relu_before_se=False):
         super().__init__()
         self.in_channels, self.out_channels, self.stride = in_channels, planes, stride
+        self.relu_before_se = bool(relu_before_se)
         self.conv1 = Conv2d(in_channels, planes, 3, stride=stride, padding=1, bias=False,
                             dtype=dtype, rng=rng)
         self.bn1 = BatchNorm2d(planes, dtype=dtype)
@@ -218,14 +247,21 @@ class BasicBlock(ResidualBlock):
         h, relu_cache = relu_forward(self.bn1(self.conv1(x)))
         if self.se is not None and self.placement == "after_3x3":
             h = self.se(h)
-        self._branch_cache = relu_cache
-        return self.bn2(self.conv2(h))
+        u = self.bn2(self.conv2(h))
+        output_relu_cache = None
+        if self.relu_before_se:
+            u, output_relu_cache = relu_forward(u)
+        self._branch_cache = (relu_cache, output_relu_cache)
+        return u
 
     def _branch_backward(self, du):
+        relu_cache, output_relu_cache = self._branch_cache
+        if self.relu_before_se:
+            du = relu_backward(du, output_relu_cache)
         dh = self.conv2.backward(self.bn2.backward(du))
         if self.se is not None and self.placement == "after_3x3":
             dh = self.se.backward(dh)
-        dh = relu_backward(dh, self._branch_cache)
+        dh = relu_backward(dh, relu_cache)
         return self.conv1.backward(self.bn1.backward(dh))
 
     def _branch_input_shapes(self, input_shape):
@@ -245,6 +281,8 @@ class Bottleneck(ResidualBlock):
     Widths: conv1 in_channels -> width, conv2 width -> width (``groups`` groups),
     conv3 width -> 4·planes, with width = floor(planes · base_width / 64) · groups
     (torchvision's rule; ResNeXt-50 32x4d is groups=32, base_width=4).
+    ``widths=(w1, w3x3)`` sets the two directly: SENet-154's bottleneck widens
+    inside the 3x3, conv1 -> 2·planes, conv2 2·planes -> 4·planes (64 groups).
 
     ``stride_in_1x1``: the original Caffe ResNet and the paper's SE-ResNet put
     the stride s on conv1 (1x1); torchvision and timm put it on conv2 (3x3). The
@@ -259,19 +297,20 @@ class Bottleneck(ResidualBlock):
 
     def __init__(self, in_channels, planes, stride=1, downsample=None, groups=1, base_width=64,
                  stride_in_1x1=False, attention=None, placement="standard", dtype=np.float32,
-                 rng=None):
+                 rng=None, widths=None):
         super().__init__()
         width = self.branch_width(planes, groups, base_width)
+        width, width_3x3 = (width, width) if widths is None else widths
         self.in_channels, self.out_channels, self.stride = in_channels, planes * 4, stride
         self.width, self.groups, self.stride_in_1x1 = width, groups, bool(stride_in_1x1)
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = Conv2d(in_channels, width, 1, stride=stride_1x1, bias=False, dtype=dtype,
                             rng=rng)
         self.bn1 = BatchNorm2d(width, dtype=dtype)
-        self.conv2 = Conv2d(width, width, 3, stride=stride_3x3, padding=1, groups=groups,
+        self.conv2 = Conv2d(width, width_3x3, 3, stride=stride_3x3, padding=1, groups=groups,
                             bias=False, dtype=dtype, rng=rng)
-        self.bn2 = BatchNorm2d(width, dtype=dtype)
-        self.conv3 = Conv2d(width, planes * 4, 1, bias=False, dtype=dtype, rng=rng)
+        self.bn2 = BatchNorm2d(width_3x3, dtype=dtype)
+        self.conv3 = Conv2d(width_3x3, planes * 4, 1, bias=False, dtype=dtype, rng=rng)
         self.bn3 = BatchNorm2d(planes * 4, dtype=dtype)
         self._attach_attention(attention, placement, self.attention_channels(
             in_channels, planes, placement, groups, base_width))

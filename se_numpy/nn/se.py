@@ -4,10 +4,13 @@
     y = se(x)               # y = s · x with s = σ(W2 ReLU(W1 mean_ij(x)))
     dx = se.backward(dy)    # adds dL/dW1, dL/db1, dL/dW2, dL/db2 into .grad
 
-Parameters use the names of PyTorch SE modules: ``fc1.weight (hidden, C)``,
-``fc1.bias (hidden,)``, ``fc2.weight (C, hidden)``, ``fc2.bias (C,)``. Many
-PyTorch implementations (timm's ``SEModule``) store fc1/fc2 as 1x1
-convolutions, shapes ``(out, in, 1, 1)``; ``load_state_dict`` accepts those too.
+Parameters use the names of PyTorch SE modules: ``fc1.weight``, ``fc1.bias
+(hidden,)``, ``fc2.weight``, ``fc2.bias (C,)`` (timm's EfficientNet and
+MobileNetV3 call them ``conv_reduce`` and ``conv_expand``: ``layer_names``).
+The layers compute with (hidden, C) and (C, hidden) matrices, but
+``state_dict()`` writes the weights as timm, torchvision and the original
+SENet ports store them, as 1x1 convolutions of shape (out, in, 1, 1), so the
+file loads into those as it is; ``load_state_dict`` accepts both shapes.
 The math is in ``functional/se.py``.
 """
 import numpy as np
@@ -32,6 +35,9 @@ class SELinear(Linear):
             return value.reshape(expected_shape)
         return value
 
+    def _export_state(self, name, value):
+        return value.reshape(value.shape + (1, 1)) if name == "weight" else value
+
 
 class SEBlock(Module):
     """Squeeze-and-Excitation block.
@@ -41,8 +47,15 @@ class SEBlock(Module):
         reduction: r, the reduction ratio; hidden width is max(1, C // r) (Sec. 3.2, Table 10).
         squeeze: "avg" (global average pooling, the paper's choice) or "max" (Table 11).
         gate: "sigmoid" (the paper's choice), "tanh", "relu" (Table 12) or "hard_sigmoid".
-        hidden: explicit hidden width, overriding C // r.
+        hidden: explicit hidden width, overriding C // r (EfficientNet and RegNetY size
+            it from the block's input, not from C).
         bias: whether fc1 and fc2 have biases (the paper's ablations ran without).
+        activation: the non-linearity δ between fc1 and fc2: "relu" (the paper) or
+            "silu" (EfficientNet).
+        divisor, round_limit: round C / r with ``make_divisible`` (timm's SE-ResNets:
+            divisor 8) instead of flooring it.
+        layer_names: the state-dict names of the two layers, ("fc1", "fc2") or timm's
+            ("conv_reduce", "conv_expand").
         dtype, rng: parameter dtype and seed/generator for PyTorch-default initialisation.
 
     Shapes: x (N, C, H, W) -> y (N, C, H, W). After each forward ``last_gates``
@@ -50,20 +63,28 @@ class SEBlock(Module):
     """
 
     def __init__(self, channels, reduction=16, squeeze="avg", gate="sigmoid", hidden=None,
-                 bias=True, dtype=np.float32, rng=None):
+                 bias=True, dtype=np.float32, rng=None, activation="relu", divisor=None,
+                 round_limit=0.0, layer_names=("fc1", "fc2")):
         super().__init__()
         if squeeze not in SQUEEZE_MODES:
             raise ValueError(f"squeeze: expected one of {SQUEEZE_MODES}, got {squeeze!r}")
-        if gate not in ACTIVATIONS:
-            raise ValueError(f"gate: expected one of {tuple(ACTIVATIONS)}, got {gate!r}")
+        for option, value in (("gate", gate), ("activation", activation)):
+            if value not in ACTIVATIONS:
+                raise ValueError(f"{option}: expected one of {tuple(ACTIVATIONS)}, got {value!r}")
         self.channels = int(channels)
         self.reduction = reduction
-        self.hidden = int(hidden) if hidden is not None else hidden_width(self.channels, reduction)
+        self.hidden = int(hidden) if hidden is not None else hidden_width(
+            self.channels, reduction, divisor, round_limit)
         if self.hidden < 1:
             raise ValueError(f"hidden: expected a width >= 1, got {hidden}")
-        self.squeeze, self.gate = squeeze, gate
-        self.fc1 = SELinear(self.channels, self.hidden, bias=bias, dtype=dtype, rng=rng)
-        self.fc2 = SELinear(self.hidden, self.channels, bias=bias, dtype=dtype, rng=rng)
+        self.squeeze, self.gate, self.activation = squeeze, gate, activation
+        fc1 = SELinear(self.channels, self.hidden, bias=bias, dtype=dtype, rng=rng)
+        fc2 = SELinear(self.hidden, self.channels, bias=bias, dtype=dtype, rng=rng)
+        # registered under the state-dict names; fc1/fc2 stay the names the code reads
+        setattr(self, layer_names[0], fc1)
+        setattr(self, layer_names[1], fc2)
+        object.__setattr__(self, "fc1", fc1)
+        object.__setattr__(self, "fc2", fc2)
         self.last_gates = None
 
     def _weights(self):
@@ -81,7 +102,8 @@ class SEBlock(Module):
 
     def forward(self, x):
         check_nchw(x, channels=self.channels)
-        y, self._cache = se_block_forward(x, *self._weights(), self.squeeze, self.gate)
+        y, self._cache = se_block_forward(x, *self._weights(), self.squeeze, self.gate,
+                                          self.activation)
         self.last_gates = self._cache["s"]
         return y
 
@@ -94,7 +116,7 @@ class SEBlock(Module):
         """out = s·x + shortcut in one pass (Caffe SENet's "Axpy"), for residual units."""
         check_nchw(x, channels=self.channels)
         out, self._cache = se_block_add_forward(x, shortcut, *self._weights(), self.squeeze,
-                                                self.gate)
+                                                self.gate, self.activation)
         self.last_gates = self._cache["s"]
         return out
 
@@ -117,5 +139,6 @@ class SEBlock(Module):
         return int(n) * (2 * c * h * w + 2 * c * self.hidden)
 
     def extra_repr(self):
-        return (f"channels={self.channels}, hidden={self.hidden}, squeeze={self.squeeze!r}, "
+        text = (f"channels={self.channels}, hidden={self.hidden}, squeeze={self.squeeze!r}, "
                 f"gate={self.gate!r}")
+        return text + (f", activation={self.activation!r}" if self.activation != "relu" else "")
