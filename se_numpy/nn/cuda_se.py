@@ -49,6 +49,17 @@ def _gpu():
     return cuda
 
 
+def _as_matrix(weight, name):
+    """An FC weight (out, in), given as such or as a 1x1 convolution (out, in, 1, 1)."""
+    weight = np.asarray(weight)
+    if weight.ndim == 4 and weight.shape[2:] == (1, 1):
+        return weight.reshape(weight.shape[:2])
+    if weight.ndim != 2:
+        raise ValueError(f"{name}: expected shape (out, in) or (out, in, 1, 1), "
+                         f"got {weight.shape}")
+    return weight
+
+
 class CudaSEBlock:
     """SE block with average squeeze, ReLU and sigmoid (paper Fig. 1, Eqs. 2-4) on the GPU.
 
@@ -87,9 +98,14 @@ class CudaSEBlock:
 
     @classmethod
     def from_state_dict(cls, state_dict, prefix=""):
-        """Build from ``SEBlock.state_dict()`` (or a PyTorch one turned into NumPy)."""
-        return cls(state_dict[prefix + "fc1.weight"], state_dict.get(prefix + "fc1.bias"),
-                   state_dict[prefix + "fc2.weight"], state_dict.get(prefix + "fc2.bias"))
+        """Build from ``SEBlock.state_dict()`` (or a PyTorch/timm one turned into NumPy).
+
+        The FC weights may come as matrices (out, in) or, as ``SEBlock`` and timm
+        write them, as 1x1 convolutions (out, in, 1, 1)."""
+        return cls(_as_matrix(state_dict[prefix + "fc1.weight"], prefix + "fc1.weight"),
+                   state_dict.get(prefix + "fc1.bias"),
+                   _as_matrix(state_dict[prefix + "fc2.weight"], prefix + "fc2.weight"),
+                   state_dict.get(prefix + "fc2.bias"))
 
     def zero_grad(self):
         self.grads = {name: None if value is None else np.zeros_like(value)

@@ -377,6 +377,22 @@ def test_device_se_block_matches_the_functional_block(bias, with_shortcut):
         assert block.grads["fc1.bias"] is None and block.grads["fc2.bias"] is None
 
 
+def test_device_se_block_builds_from_the_state_dict_an_se_block_writes():
+    """SEBlock.state_dict() stores the FCs as 1x1 convolutions (timm's shapes); the
+    device block must take those as they are and compute what the module computes."""
+    import se_numpy as sn
+    se = sn.nn.SEBlock(channels=6, reduction=2, dtype=np.float64, rng=3)
+    state = se.state_dict()
+    assert state["fc1.weight"].shape == (3, 6, 1, 1)
+    block = CudaSEBlock.from_state_dict(state)
+    x = random_map((2, 6, 3, 4), np.float64, 21)
+    y = block(cuda_backend.to_device(x)).copy_to_host()
+    # float64; only the summation order differs (see the tolerance note above).
+    np.testing.assert_allclose(y, se(x), rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match=r"fc1.weight: expected shape \(out, in\)"):
+        CudaSEBlock.from_state_dict({**state, "fc1.weight": np.zeros((3, 6, 2))})
+
+
 def test_device_se_block_rejects_a_map_of_the_wrong_dtype_or_channels():
     block = CudaSEBlock(*se_weights(4, 2, np.float32, 0))
     with pytest.raises(TypeError, match="expected dtype float32"):
