@@ -25,11 +25,11 @@ distinct values for every max) so that the gradients are unique.
 """
 import json
 import os
-import tempfile
 
 import numpy as np
 
 from . import functional as F
+from .atomic import atomic_write_named
 from .functional.activation import get_activation
 
 SCHEMA_VERSION = 1
@@ -195,26 +195,11 @@ def compute(builder):
 
 
 # ----------------------------------------------------------------- writing
-def _atomic_write(path, write):
-    """Write through a temporary file in the same directory, then rename over ``path``."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-",
-                                         suffix=os.path.splitext(path)[1])
-    os.close(handle)
-    try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-
-
 def _save_npz(path, arrays, meta):
     def write(temporary):
         with open(temporary, "wb") as handle:
             np.savez(handle, meta=np.array(json.dumps(meta)), **arrays)
-    _atomic_write(path, write)
+    atomic_write_named(path, write)
 
 
 def _save_safetensors(path, arrays, meta):
@@ -222,7 +207,7 @@ def _save_safetensors(path, arrays, meta):
     tensors = {k: np.ascontiguousarray(v) for k, v in arrays.items() if v.dtype.kind == "f"}
     tensors.update({k: np.ascontiguousarray(v.astype(np.int64)) for k, v in arrays.items()
                     if v.dtype.kind in "iu"})
-    _atomic_write(path, lambda temporary: save_file(tensors, temporary,
+    atomic_write_named(path, lambda temporary: save_file(tensors, temporary,
                                                     metadata={"meta": json.dumps(meta)}))
 
 
@@ -261,7 +246,7 @@ def write_reference(out_dir, only=None):
     def write_index(temporary):
         with open(temporary, "w") as handle:
             json.dump(index, handle, indent=1)
-    _atomic_write(index_path, write_index)
+    atomic_write_named(index_path, write_index)
     return written + [index_path]
 
 

@@ -21,14 +21,15 @@ import pytest
 
 from hostile.archives import write_tiny_mnist
 from se_numpy.data import SyntheticConfig, make_synthetic
-from se_numpy.train import Trainer, TrainConfig, atomic
+from se_numpy import atomic
+from se_numpy.train import Trainer, TrainConfig
 from se_numpy.train.checkpoint import read_meta, save_checkpoint
 from se_numpy.train.cli import add_commands
 from se_numpy.train.commands import run_training
 from se_numpy.train.run_lock import RunDirectoryBusy, RunDirectoryLock
 from se_numpy.train.trainer import CheckpointWriteError
 
-RUN_LOCK_FILE = os.path.join(os.path.dirname(atomic.__file__), "run_lock.py")
+RUN_LOCK_FILE = os.path.join(os.path.dirname(atomic.__file__), "train", "run_lock.py")
 TINY = dict(model="tiny_resnet", data="synthetic:4", batch_size=32, backend="numpy", seed=1)
 
 
@@ -113,7 +114,7 @@ def test_the_lock_is_reentrant_in_one_process(tmp_path):
 KILLED_WRITER = """
 import json, os, sys, time
 import numpy as np
-from se_numpy.train import atomic
+from se_numpy import atomic
 from se_numpy.train.checkpoint import save_checkpoint
 path, ready, meta = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 real_open = atomic.open_temporary

@@ -6,6 +6,7 @@ Every file is written atomically (a temporary file in the same directory, then
 import json
 import os
 
+from ..atomic import atomic_write
 from .runs import write_json_atomically
 from .stats import SIGNIFICANCE_LEVEL
 
@@ -70,10 +71,8 @@ def plot_table(table, path):
                    f"{table['seeds']} seeds; orange = baseline)", fontsize=9)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()
-    temporary = f"{path}.tmp-{os.getpid()}.png"
-    figure.savefig(temporary, dpi=100, format="png")
+    atomic_write(path, lambda stream: figure.savefig(stream, dpi=100, format="png"))
     plt.close(figure)
-    os.replace(temporary, path)
     return path
 
 
@@ -96,10 +95,7 @@ def write_report(summary, out_dir, command, budget, wall_seconds, trained, reuse
 
 
 def _write_text(path, text):
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as handle:
-        handle.write(text)
-    os.replace(temporary, path)
+    atomic_write(path, lambda stream: stream.write(text.encode()))
 
 
 def load_summary(out_dir):

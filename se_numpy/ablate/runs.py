@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from ..atomic import atomic_write
+
 RESULT_NAME = "result.json"
 VARIANT_NAME = "variant.json"
 # one training at a time per process: a Dask worker started with several threads would
@@ -72,11 +74,7 @@ class RunSpec:
 
 def write_json_atomically(path, value):
     """Write JSON to a temporary file in the same directory, then rename it into place."""
-    temporary = f"{path}.tmp-{os.getpid()}"
-    with open(temporary, "w") as handle:
-        json.dump(value, handle, indent=2)
-        handle.write("\n")
-    os.replace(temporary, path)
+    atomic_write(path, lambda stream: stream.write((json.dumps(value, indent=2) + "\n").encode()))
 
 
 def read_result(run_dir, key):

@@ -1,7 +1,8 @@
 """Turn a benchmark result into a text table, a JSON file and a bar chart (written atomically)."""
 import json
 import os
-import tempfile
+
+from ..atomic import atomic_write
 
 BACKEND_ORDER = ("numpy", "numba", "cuda", "torch")
 
@@ -47,20 +48,8 @@ def format_table(result):
     return "\n".join(lines)
 
 
-def _atomic_write(path, write):
-    directory = os.path.dirname(os.path.abspath(path))
-    descriptor, temporary = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            write(handle)
-        os.replace(temporary, path)       # readers see the old file or the new one, never half
-    except BaseException:
-        os.unlink(temporary)
-        raise
-
-
 def write_json(result, path):
-    _atomic_write(path, lambda handle: handle.write(json.dumps(result, indent=2).encode()))
+    atomic_write(path, lambda handle: handle.write(json.dumps(result, indent=2).encode()))
 
 
 def write_chart(result, path):
@@ -89,7 +78,7 @@ def write_chart(result, path):
                     f"bandwidth ({result['memory']['copy_GBps']:.1f} GB/s, dashed line)?\n"
                     "Higher is better. Above 1: the data fit in cache, or the kernel only reads (a copy also writes).", fontsize=11)
     figure.tight_layout()
-    _atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
+    atomic_write(path, lambda handle: figure.savefig(handle, format="png", dpi=110))
     plt.close(figure)
 
 

@@ -12,10 +12,11 @@ temporary name and renamed into place, so an interrupted save never leaves a
 half-written file under the real name.
 """
 import os
-import tempfile
 from collections import OrderedDict
 
 import numpy as np
+
+from ..atomic import atomic_write, atomic_write_named
 
 SUFFIXES = (".safetensors", ".npz")
 PICKLE_SUFFIXES = (".pth", ".pt", ".bin", ".ckpt", ".pkl")
@@ -109,19 +110,9 @@ def save_weights(path, state_dict):
     """Write ``state_dict`` ({name: array}) to ``path`` (.safetensors or .npz), atomically."""
     suffix = _check_suffix(path)
     arrays = _check_state(state_dict)
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".partial-", suffix=suffix, dir=directory)
-    os.close(handle)
-    try:
-        if suffix == ".safetensors":
-            from safetensors.numpy import save_file
-            save_file(dict(arrays), temporary)
-        else:
-            with open(temporary, "wb") as stream:
-                np.savez(stream, **arrays)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
+    if suffix == ".safetensors":
+        from safetensors.numpy import save_file
+        atomic_write_named(path, lambda temporary: save_file(dict(arrays), temporary))
+    else:
+        atomic_write(path, lambda stream: np.savez(stream, **arrays))
     return os.fspath(path)

@@ -15,7 +15,7 @@ caller needs are read at all (``read_meta`` reads ``meta`` alone). ``meta`` is
 capped at ``MAX_META_BYTES`` and its fields are type-checked (``check_meta``).
 Every failure is one ``ValueError`` naming the file and what is wrong.
 
-Writing goes through ``atomic.atomic_write``: a temporary file in the same
+Writing goes through ``se_numpy.atomic.atomic_write``: a temporary file in the same
 directory, fsync, ``os.replace``. A crash, a kill or a full disk at any
 moment leaves either the old checkpoint or the new one, never half a file.
 """
@@ -25,7 +25,7 @@ import zipfile
 
 import numpy as np
 
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .config import TrainConfig
 
 FORMAT_VERSION = 1

@@ -26,7 +26,7 @@ import time
 
 from ..data.synthetic import SyntheticConfig, make_synthetic
 from ..data.transforms import to_float
-from .atomic import atomic_write
+from ..atomic import atomic_write
 from .config import TrainConfig
 from .trainer import Trainer
 

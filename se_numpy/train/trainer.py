@@ -13,7 +13,7 @@ One training step is the whole of backpropagation, written out:
 
 After every epoch the trainer evaluates on the test split, writes
 ``RUN_DIR/checkpoint.npz`` and adds a line to ``RUN_DIR/metrics.jsonl`` (each
-file replaced atomically, see atomic.py; the directory is locked while a run
+file replaced atomically, see se_numpy/atomic.py; the directory is locked while a run
 writes to it, see run_lock.py). If the loss
 becomes NaN or infinite the run stops with ``TrainingDiverged``; the
 checkpoint of the last completed epoch is left untouched.
@@ -33,7 +33,7 @@ from ..nn.loss import CrossEntropyLoss
 from ..optim.groups import param_groups
 from ..optim.schedules import make_schedule
 from ..optim.sgd import SGD
-from .atomic import atomic_write, remove_stale_temporaries
+from ..atomic import atomic_write, remove_stale_temporaries
 from .checkpoint import (expected_state, generator_from_json, generator_state_to_json,
                          load_checkpoint, save_checkpoint)
 from .run_lock import RunDirectoryLock

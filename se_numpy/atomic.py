@@ -51,6 +51,27 @@ def atomic_write(path, write):
     return path
 
 
+def atomic_write_named(path, write_to):
+    """Like ``atomic_write`` for writers that take a file name instead of a stream
+    (``safetensors.numpy.save_file``): ``write_to(temporary_name)`` fills the
+    temporary file, which then replaces ``path``."""
+    temporary, stream = open_temporary(path)
+    stream.close()
+    mode = os.stat(temporary).st_mode      # the umask's mode; some writers recreate the file
+    try:
+        write_to(temporary)
+        os.chmod(temporary, mode)
+        with open(temporary, "rb+") as written:
+            os.fsync(written.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+        raise
+    _sync_directory(os.path.dirname(os.path.abspath(path)))
+    return path
+
+
 def _sync_directory(directory):
     """Make a rename durable (the directory entry), where the platform allows it."""
     try:
