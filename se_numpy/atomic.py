@@ -37,18 +37,13 @@ def atomic_write(path, write):
     long) after removing the temporary file; ``path`` is then unchanged.
     """
     temporary, stream = open_temporary(path)
-    try:
+
+    def fill():
         with stream:
             write(stream)
             stream.flush()
             os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.remove(temporary)
-        raise
-    _sync_directory(os.path.dirname(os.path.abspath(path)))
-    return path
+    return _fill_then_replace(temporary, path, fill)
 
 
 def atomic_write_named(path, write_to):
@@ -58,11 +53,20 @@ def atomic_write_named(path, write_to):
     temporary, stream = open_temporary(path)
     stream.close()
     mode = os.stat(temporary).st_mode      # the umask's mode; some writers recreate the file
-    try:
+
+    def fill():
         write_to(temporary)
         os.chmod(temporary, mode)
         with open(temporary, "rb+") as written:
             os.fsync(written.fileno())
+    return _fill_then_replace(temporary, path, fill)
+
+
+def _fill_then_replace(temporary, path, fill):
+    """Run ``fill()``, then rename ``temporary`` over ``path``; on any failure remove
+    ``temporary`` and re-raise, leaving ``path`` as it was."""
+    try:
+        fill()
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
