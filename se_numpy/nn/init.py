@@ -33,7 +33,24 @@ def reset_default_seed(seed=DEFAULT_SEED):
     _default_generator = np.random.default_rng(seed)
 
 
+# Values are drawn in float64 this many at a time and cast into the result, so a
+# large float32 tensor never exists a second time at twice its size.
+DRAW_CHUNK = 1 << 16
+
+
 def uniform_fan_in(shape, fan_in, rng=None, dtype=np.float32):
-    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of the given shape: PyTorch's default for weights and biases."""
+    """U(-1/sqrt(fan_in), 1/sqrt(fan_in)) of the given shape: PyTorch's default for weights and biases.
+
+    The values are exactly those of ``rng.uniform(-bound, bound, size=shape).astype(dtype)``:
+    the generator yields the same float64 stream whether it is asked for the whole
+    tensor at once or ``DRAW_CHUNK`` values at a time, and each value is rounded to
+    ``dtype`` the same way.
+    """
     bound = 1.0 / np.sqrt(max(1, fan_in))
-    return as_generator(rng).uniform(-bound, bound, size=shape).astype(dtype)
+    generator = as_generator(rng)
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    for start in range(0, flat.size, DRAW_CHUNK):
+        stop = min(start + DRAW_CHUNK, flat.size)
+        flat[start:stop] = generator.uniform(-bound, bound, size=stop - start)
+    return out
