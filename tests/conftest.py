@@ -1,14 +1,50 @@
-"""Test-wide settings: the Hypothesis profile comes from the environment.
+"""Test-wide settings: the Hypothesis profile and one BLAS thread per process.
 
 HYPOTHESIS_PROFILE=dev|ci|thorough picks one of the profiles that
 ``se_numpy.testing`` registers; without it, ``ci`` is used when the variable CI
 is set (reproducible runs) and ``dev`` otherwise.
+
+BLAS (OpenBLAS under NumPy) runs on one thread in the tests and in every
+process they start (tutorials, ablation workers, CLI runs): the suite runs on
+two cores, one pytest worker each (``-n 2``), and OpenBLAS's idle threads spin.
+On the shared 2-core machine a training step of se_tiny_resnet cost 0.9-1.4
+CPU seconds with OpenBLAS's default two threads and 0.18 with one. No test
+relies on BLAS's thread count; the one that checks the convolution's thread
+handling sets the count it needs itself.
+
+``python scripts/suite_cost.py`` reports each test file's CPU time and peak memory.
 """
 import os
 
-from hypothesis import settings
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")    # before NumPy loads OpenBLAS; inherited
 
-import se_numpy.testing  # noqa: F401  (registers the profiles)
+from hypothesis import settings  # noqa: E402
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+import se_numpy.testing  # noqa: E402,F401  (registers the profiles)
+
+threadpool_limits(1, user_api="blas")      # in case NumPy was loaded before this file
 
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
                                      "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_sessionstart(session):
+    """Under pytest-xdist, compile the Numba kernels once before the workers start.
+
+    Numba's on-disk cache writes each file atomically, but two processes that
+    compile *different* signatures of one function at the same moment can both
+    pick the same data-file name, and the index can end up naming the other's
+    code. Compiling every kernel of the contract here, in one process, before
+    the workers exist, leaves them loading the cache instead of racing to
+    write it (and compiles each kernel once, not once per worker).
+    """
+    config = session.config
+    if getattr(config, "workerinput", None) is not None or not config.getoption("numprocesses",
+                                                                               None):
+        return                          # a worker, or a run without xdist: nothing to share
+    import subprocess
+    import sys
+    warm = ("from se_numpy.kernels import contract, numba as backend; "
+            "contract.warm_up(backend)")
+    subprocess.run([sys.executable, "-c", warm], check=True)   # its memory goes when it ends

@@ -464,11 +464,12 @@ def test_conv2d_same_result_with_one_or_two_workers_and_blas_threads_restored(mo
     weight = rng.uniform(-1, 1, size=(6, 4, 3, 3)).astype(np.float32)
     dout = rng.uniform(-1, 1, size=(7, 6, 9, 9)).astype(np.float32)
     options = ((1, 1), (1, 1), (1, 1), 1)
-    from threadpoolctl import threadpool_info
-    blas_threads_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
-    results = [cpu.conv2d_forward(x, weight, *options), *cpu.conv2d_backward(dout, x, weight, *options)]
-    assert [lib["num_threads"] for lib in threadpool_info()
-            if lib["user_api"] == "blas"] == blas_threads_before
+    from threadpoolctl import threadpool_info, threadpool_limits
+    with threadpool_limits(2, user_api="blas"):     # not the 1 the suite runs with (conftest.py)
+        blas_threads_before = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+        results = [cpu.conv2d_forward(x, weight, *options), *cpu.conv2d_backward(dout, x, weight, *options)]
+        assert [lib["num_threads"] for lib in threadpool_info()
+                if lib["user_api"] == "blas"] == blas_threads_before
     monkeypatch.setattr(threads, "blas_controller", lambda: None)   # no BLAS control: one worker
     assert threads.worker_count(7) == 1
     single = [cpu.conv2d_forward(x, weight, *options), *cpu.conv2d_backward(dout, x, weight, *options)]
