@@ -14,7 +14,10 @@ handling sets the count it needs itself.
 
 ``python scripts/suite_cost.py`` reports each test file's CPU time and peak memory.
 """
+import copy
 import os
+
+import pytest
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")    # before NumPy loads OpenBLAS; inherited
 
@@ -48,3 +51,28 @@ def pytest_sessionstart(session):
     warm = ("from se_numpy.kernels import contract, numba as backend; "
             "contract.warm_up(backend)")
     subprocess.run([sys.executable, "-c", warm], check=True)   # its memory goes when it ends
+
+
+@pytest.fixture(scope="module")
+def synthetic_data_made_once():
+    """``load_dataset("synthetic:SEED")`` makes each seed's 10 000 images once in this module.
+
+    Making them costs 3 CPU seconds, and a test of the CLI or of the ablation
+    runner loads them for every command it runs. Each caller gets its own copy,
+    so what one run does to its data cannot reach the next. For tests of what
+    uses the data, not of the generator (that is ``test_data_synthetic.py``);
+    runs in other processes (pool workers) still make their own.
+    """
+    from se_numpy.data import registry
+    made = {}
+    original = registry.make_synthetic
+
+    def made_once(seed=0):
+        if seed not in made:
+            made[seed] = original(seed)
+        return copy.deepcopy(made[seed])
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(registry, "make_synthetic", made_once)
+    yield
+    patch.undo()
