@@ -14,11 +14,11 @@ within 0.5% (parameters) and 1% (GFLOPs), the tolerances of the project brief;
 the published torchvision figures are compared at their printed precision.
 """
 import argparse
-import gc
 
 import pytest
 
 import se_numpy as sn
+from memory import release_memory
 from se_numpy.analysis import (count_flops, count_params, flops_breakdown, format_breakdown,
                                se_params_closed_form)
 from se_numpy.analysis.table import (PAPER_ROWS, add_commands, agrees_at_printed_precision,
@@ -46,7 +46,7 @@ def build(name, **options):
     key = (name, tuple(sorted(options.items())))
     if key not in _built:
         _built.clear()
-        gc.collect()
+        release_memory()
         _built[key] = sn.models.create(name, **options)
     return _built[key]
 

@@ -8,7 +8,6 @@ loaded strictly with ``create(name, weights=...)``, read back unchanged, and
 run forward at a small input size. Models are freed after use (SENet-154 holds
 115M parameters).
 """
-import gc
 import json
 import os
 
@@ -16,6 +15,7 @@ import numpy as np
 import pytest
 
 import se_numpy as sn
+from memory import release_memory
 from se_numpy.models.zoo import PREPROCESSING, TIMM_NAMES
 
 MANIFESTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "manifests")
@@ -51,8 +51,9 @@ def test_timm_weights_load_from_safetensors_run_and_come_back_in_timms_keys(name
     expected = manifest(name)
     path = tmp_path / f"{name}.safetensors"
     sn.io.save_weights(path, random_weights(expected["state_dict"]))
-    gc.collect()
+    release_memory()
     model = sn.models.create(name, weights=path).eval()
+    release_memory()                      # the file's arrays and the initial weights
     assert sn.analysis.count_params(model) == expected["parameters"]
     x = np.random.default_rng(1).standard_normal((1, 3, SMALL_INPUT, SMALL_INPUT))
     logits = model(x.astype(np.float32))
@@ -60,7 +61,7 @@ def test_timm_weights_load_from_safetensors_run_and_come_back_in_timms_keys(name
     assert np.all(np.isfinite(logits))
     state = model.state_dict()
     del model
-    gc.collect()
+    release_memory()
     # timm's keys in timm's order, its shapes (SE weights as 1x1 convolutions) and dtypes
     assert [key for key, _, _ in expected["state_dict"]] == list(state)
     from safetensors import safe_open
@@ -69,7 +70,7 @@ def test_timm_weights_load_from_safetensors_run_and_come_back_in_timms_keys(name
             assert state[key].shape == tuple(shape) and state[key].dtype == np.dtype(dtype), key
             np.testing.assert_array_equal(state[key], stored.get_tensor(key), err_msg=key)
     del state
-    gc.collect()
+    release_memory()
 
 
 @pytest.mark.parametrize("name", TIMM_NAMES)
@@ -184,7 +185,7 @@ def test_senet154_stands_in_the_paper_table(capsys):
     from se_numpy.analysis.table import PAPER_ROWS, format_table, measure_row
     row = {row.label: row for row in PAPER_ROWS}["SENet-154"]
     measured = measure_row(row, input_size=64)           # counts scale with the area; 64 is cheap
-    gc.collect()
+    release_memory()
     assert round(measured.params_se * 1e6) == manifest("legacy_senet154")["parameters"]
     assert measured.params_plain is None and measured.gflops_plain is None
     line = [text for text in format_table([measured]).splitlines()
