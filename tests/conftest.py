@@ -76,3 +76,19 @@ def synthetic_data_made_once():
     patch.setattr(registry, "make_synthetic", made_once)
     yield
     patch.undo()
+
+
+# Files whose peak memory is large (ImageNet-size models, pools of training processes): under
+# pytest-xdist one worker runs them one after another, so two such peaks never add up.
+MEMORY_HEAVY_FILES = {"test_models_zoo.py", "test_counting.py", "test_ablate.py",
+                      "test_cli_train.py"}
+
+
+def pytest_collection_modifyitems(config, items):
+    """Under ``--dist loadgroup``: each file on one worker, the memory-heavy ones together."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        name = item.path.name
+        item.add_marker(pytest.mark.xdist_group(
+            "memory-heavy files" if name in MEMORY_HEAVY_FILES else str(item.path)))
