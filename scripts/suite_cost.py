@@ -6,13 +6,13 @@ load of other processes barely changes, and the peak resident memory:
 
     python scripts/suite_cost.py                     # every tests/test_*.py, one process each
     python scripts/suite_cost.py tests/test_conv.py  # some files only
-    python scripts/suite_cost.py --whole -- -n 2     # the whole suite as CI runs it, plus pytest args
+    python scripts/suite_cost.py --whole -- -n 2 --dist loadgroup  # the whole suite as CI runs it, plus pytest args
 
 Each file runs in a pytest process of its own (``CI=true``, so the derandomised
 Hypothesis ``ci`` profile), and its cost is read with ``os.wait4``, which
 includes the subprocesses the tests start. With ``--whole`` the suite runs as
 one command and the peak is the largest *sum* of resident memory over the
-process tree (pytest-xdist workers run at the same time), sampled every 50 ms.
+process tree (pytest-xdist workers run at the same time), sampled every 0.2 s.
 The per-file numbers include each process's start (Python, NumPy and Numba
 imports, about a second), so their sum is more than one run of the suite.
 """
@@ -63,7 +63,7 @@ def run(command, sample_tree=False):
         def sample():
             while process.returncode is None:
                 peak_tree[0] = max(peak_tree[0], tree_rss_bytes(process.pid))
-                time.sleep(0.05)
+                time.sleep(0.2)
         threading.Thread(target=sample, daemon=True).start()
     output = process.stdout.read()
     _, status, usage = os.wait4(process.pid, 0)
@@ -81,8 +81,9 @@ def main(argv=None):
     parser.add_argument("--whole", action="store_true",
                         help="run the whole suite as one pytest command instead")
     parser.add_argument("--sort", choices=["cpu", "rss", "name"], default="cpu")
-    args, pytest_args = parser.parse_known_args(argv)
-    pytest_args = [a for a in pytest_args if a != "--"]
+    argv = sys.argv[1:] if argv is None else list(argv)
+    pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []
+    args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
     python = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     print(f"load average at start: {open('/proc/loadavg').read().strip()}")
     if args.whole:
