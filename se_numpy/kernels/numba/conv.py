@@ -271,5 +271,5 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
             col2im_sample(dcols, dx[sample], *window)
         return dweight
 
-    dweight = sum(run_on_workers(job, n)).transpose(0, 2, 1).astype(x.dtype)
+    dweight = np.ascontiguousarray(sum(run_on_workers(job, n)).transpose(0, 2, 1), dtype=x.dtype)
     return dx, dweight.reshape(weight.shape)
