@@ -398,6 +398,24 @@ def convolutions(draw):
 @settings(max_examples=60)
 @given(convolution=convolutions(), seed=seeds)
 def test_conv2d_forward_and_backward_match_reference(convolution, seed):
+    check_conv2d_against_reference(convolution, seed)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_conv2d_without_unfolding_matches_reference(groups, dtype):
+    """1×1, stride 1, no padding: x[n] is used as its own columns and dx[n] as dcols
+    (``_is_pointwise``); the random draws above reach this case only by chance."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, size=(3, 4, 5, 6)).astype(dtype)
+    weight = rng.uniform(-1, 1, size=(6, 4 // groups, 1, 1)).astype(dtype)
+    assert numba_conv._is_pointwise(weight.shape[2:], (1, 1), (0, 0))
+    for layout in ("contiguous", "sliced"):
+        check_conv2d_against_reference(
+            (in_layout(x, layout), weight, (1, 1), (0, 0), (1, 1), groups), seed=7)
+
+
+def check_conv2d_against_reference(convolution, seed):
     x, weight, stride, padding, dilation, groups = convolution
     options = (stride, padding, dilation, groups)
     dtype = x.dtype.type

@@ -212,6 +212,15 @@ def col2im(cols, x_shape, kernel, stride, padding, dilation):
     return col2im_loop(cols, dx, *_window(kernel, stride, padding, dilation, out_h, out_w))
 
 
+def _is_pointwise(kernel, stride, padding):
+    """A 1×1 convolution with stride 1 and no padding: cols = x[n] viewed as (C, H·W).
+
+    Two of the three convolutions of a bottleneck block (ResNet-50) are of this
+    kind; for them unfolding is a plain copy and folding the identity, so
+    both are skipped."""
+    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
 def conv2d_forward(x, weight, stride, padding, dilation, groups):
     """Convolution without bias, the reference's conv2d_forward computed one sample at a time.
 
@@ -224,11 +233,15 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
     filters, rows = weight_by_group.shape[1:]
     out = np.empty((n, out_channels, out_h * out_w), dtype=x.dtype)
+    pointwise = _is_pointwise(weight.shape[2:], stride, padding)
 
     def job(worker, worker_count):
         cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
         for sample in range(worker, n, worker_count):
-            im2col_sample(x[sample], cols, *window)
+            if pointwise:
+                cols = x[sample].reshape(groups * rows, out_h * out_w)
+            else:
+                im2col_sample(x[sample], cols, *window)
             for group in range(groups):
                 np.matmul(weight_by_group[group], cols[group * rows:(group + 1) * rows],
                           out=out[sample, group * filters:(group + 1) * filters])
@@ -252,6 +265,7 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     weight_by_group = weight.reshape(groups, out_channels // groups, -1)   # (g, O/g, K)
     filters, rows = weight_by_group.shape[1:]
     dx = np.empty(x.shape, dtype=x.dtype)
+    pointwise = _is_pointwise(weight.shape[2:], stride, padding)
 
     def job(worker, worker_count):
         cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
@@ -261,14 +275,19 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
         sample_dweight = np.empty((rows, filters), dtype=x.dtype)
         dweight = np.zeros((groups, rows, filters))                  # float64 partial sum, ᵀ
         for sample in range(worker, n, worker_count):
-            im2col_sample(x[sample], cols, *window)
+            if pointwise:                  # cols is x[n] itself, dcols is dx[n] itself
+                cols = x[sample].reshape(groups * rows, out_h * out_w)
+                dcols = dx[sample].reshape(groups * rows, out_h * out_w)
+            else:
+                im2col_sample(x[sample], cols, *window)
             for group in range(groups):
                 group_rows = slice(group * rows, (group + 1) * rows)
                 dout_group = dout[sample, group * filters:(group + 1) * filters]
                 np.matmul(cols[group_rows], dout_group.T, out=sample_dweight)
                 dweight[group] += sample_dweight
                 np.matmul(weight_by_group[group].T, dout_group, out=dcols[group_rows])
-            col2im_sample(dcols, dx[sample], *window)
+            if not pointwise:
+                col2im_sample(dcols, dx[sample], *window)
         return dweight
 
     dweight = np.ascontiguousarray(sum(run_on_workers(job, n)).transpose(0, 2, 1), dtype=x.dtype)
