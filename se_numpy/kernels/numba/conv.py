@@ -14,7 +14,11 @@ import numpy as np
 from numba import njit, prange
 
 from ..contract import conv_output_size
-from .threads import run_on_workers
+from .threads import run_chunks
+
+# dW is summed in float64 per chunk of samples, the chunks' sums then in chunk
+# order: a fixed count, so the result is the same for any number of threads.
+DWEIGHT_CHUNKS = 8
 
 
 @njit(cache=True)
@@ -235,18 +239,19 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     out = np.empty((n, out_channels, out_h * out_w), dtype=x.dtype)
     pointwise = _is_pointwise(weight.shape[2:], stride, padding)
 
-    def job(worker, worker_count):
-        cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
-        for sample in range(worker, n, worker_count):
-            if pointwise:
-                cols = x[sample].reshape(groups * rows, out_h * out_w)
-            else:
-                im2col_sample(x[sample], cols, *window)
-            for group in range(groups):
-                np.matmul(weight_by_group[group], cols[group * rows:(group + 1) * rows],
-                          out=out[sample, group * filters:(group + 1) * filters])
+    def scratch():
+        return np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
 
-    run_on_workers(job, n)
+    def one_sample(sample, cols):
+        if pointwise:
+            cols = x[sample].reshape(groups * rows, out_h * out_w)
+        else:
+            im2col_sample(x[sample], cols, *window)
+        for group in range(groups):
+            np.matmul(weight_by_group[group], cols[group * rows:(group + 1) * rows],
+                      out=out[sample, group * filters:(group + 1) * filters])
+
+    run_chunks(one_sample, n, scratch)
     return out.reshape(n, out_channels, out_h, out_w)
 
 
@@ -254,9 +259,10 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     """``(dx, dweight)`` as the reference's conv2d_backward, one sample at a time.
 
     Per sample n: cols = im2col(x[n]) again, dW_γ += dout_γ @ cols_γᵀ,
-    dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols). Each worker sums its
-    samples' dW in float64; the partial sums are added in worker order, so the
-    result does not depend on timing."""
+    dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols). The samples are cut into
+    ``DWEIGHT_CHUNKS`` chunks; each chunk's dW is summed in float64 and the
+    chunks' sums are added in chunk order, so the result depends neither on
+    timing nor on the number of threads."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = _output_size(x.shape, weight.shape[2:], stride, padding, dilation)
@@ -267,14 +273,16 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     dx = np.empty(x.shape, dtype=x.dtype)
     pointwise = _is_pointwise(weight.shape[2:], stride, padding)
 
-    def job(worker, worker_count):
+    def scratch():
         cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
-        dcols = np.empty_like(cols)
         # dW_γᵀ = cols_γ @ dout_γᵀ (K, O/g): the same sums as dout_γ @ cols_γᵀ, but
         # BLAS streams cols along its rows, twice as fast for 16-64 filters
-        sample_dweight = np.empty((rows, filters), dtype=x.dtype)
+        return cols, np.empty_like(cols), np.empty((rows, filters), dtype=x.dtype)
+
+    def one_chunk(chunk, buffers):
+        cols, dcols, sample_dweight = buffers
         dweight = np.zeros((groups, rows, filters))                  # float64 partial sum, ᵀ
-        for sample in range(worker, n, worker_count):
+        for sample in range(chunk_starts[chunk], chunk_starts[chunk + 1]):
             if pointwise:                  # cols is x[n] itself, dcols is dx[n] itself
                 cols = x[sample].reshape(groups * rows, out_h * out_w)
                 dcols = dx[sample].reshape(groups * rows, out_h * out_w)
@@ -290,5 +298,8 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
                 col2im_sample(dcols, dx[sample], *window)
         return dweight
 
-    dweight = np.ascontiguousarray(sum(run_on_workers(job, n)).transpose(0, 2, 1), dtype=x.dtype)
+    chunk_count = min(n, DWEIGHT_CHUNKS)
+    chunk_starts = [chunk * n // chunk_count for chunk in range(chunk_count + 1)]
+    partial_sums = run_chunks(one_chunk, chunk_count, scratch)
+    dweight = np.ascontiguousarray(sum(partial_sums).transpose(0, 2, 1), dtype=x.dtype)
     return dx, dweight.reshape(weight.shape)
