@@ -126,8 +126,9 @@ def plot_bandwidth(rows, caches, path):
                   label=kernel, markersize=3)
     for name, size in caches.items():
         axes.axvline(size, color="grey", linestyle=":")
-        axes.text(size, axes.get_ylim()[1] * 0.97, f" {name}", va="top", color="grey")
+        axes.text(size, max(row["GBps"] for row in rows), f" {name}", va="top", color="grey")
     axes.set_xscale("log", base=2)
+    axes.set_yscale("log")
     axes.set_xlabel("working set (bytes of the full maps touched)")
     axes.set_ylabel("GB/s (minimum bytes / best time)")
     axes.legend(fontsize=8)
