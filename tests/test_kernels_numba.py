@@ -507,6 +507,22 @@ def test_worker_pool_is_shut_down_and_made_again_on_demand():
     assert threads.run_on_workers(lambda worker, workers: worker, 5) == list(range(count))
 
 
+def test_run_chunks_does_every_chunk_once_in_chunk_order_with_one_scratch_per_worker():
+    made = []
+
+    def make_scratch():
+        made.append(object())
+        return made[-1]
+
+    taken = []
+    results = threads.run_chunks(lambda chunk, scratch: (taken.append(chunk), chunk * chunk,
+                                                         scratch)[1:], 11, make_scratch)
+    assert [value for value, _ in results] == [chunk * chunk for chunk in range(11)]
+    assert sorted(taken) == list(range(11))                     # each chunk exactly once
+    assert len(made) == threads.worker_count(11)                # one scratch per worker
+    assert {id(scratch) for _, scratch in results} <= {id(scratch) for scratch in made}
+
+
 # --------------------------------------------------------------------------- batch normalisation
 @settings(max_examples=40)
 @given(x=feature_maps(), seed=seeds, layout=layouts)
