@@ -507,6 +507,19 @@ def test_worker_pool_is_shut_down_and_made_again_on_demand():
     assert threads.run_on_workers(lambda worker, workers: worker, 5) == list(range(count))
 
 
+def test_one_worker_holds_the_blas_to_one_thread_only_when_asked():
+    from threadpoolctl import threadpool_info, threadpool_limits
+    if threads.blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS it can control here")
+
+    def blas_threads(worker, count):
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    with threadpool_limits(2, user_api="blas"):
+        assert threads.run_on_workers(blas_threads, 1, hold_blas=True) == [[1]]
+        assert threads.run_on_workers(blas_threads, 1) == [[2]]
+
+
 def test_run_chunks_does_every_chunk_once_in_chunk_order_with_one_scratch_per_worker():
     made = []
 

@@ -55,11 +55,18 @@ def worker_count(jobs):
     return min(numba.get_num_threads(), jobs) if blas_controller() is not None else 1
 
 
-def run_on_workers(job, jobs):
+def run_on_workers(job, jobs, hold_blas=False):
     """Run ``job(worker, count)`` on ``count`` workers (worker w takes jobs w, w + count, ...),
-    with BLAS held to one thread meanwhile. Returns the results in worker order."""
+    with BLAS held to one thread meanwhile. Returns the results in worker order.
+
+    With one worker the BLAS keeps its own threads, unless ``hold_blas``: for
+    small products (a batch-1 CIFAR convolution) OpenBLAS's spinning pool
+    costs far more than its second thread gains (docs/kernels.md)."""
     count = worker_count(jobs)
     if count == 1:
+        if hold_blas and blas_controller() is not None:
+            with blas_controller().limit(limits=1, user_api="blas"):
+                return [job(0, 1)]
         return [job(0, 1)]
     if _workers["size"] != count:
         shutdown_workers()
@@ -70,7 +77,7 @@ def run_on_workers(job, jobs):
         return [future.result() for future in futures]
 
 
-def run_chunks(work, chunk_count, make_scratch):
+def run_chunks(work, chunk_count, make_scratch, hold_blas=False):
     """``[work(chunk, scratch) for chunk in range(chunk_count)]``, computed by the workers.
 
     Each worker makes its own ``scratch = make_scratch()`` (its buffers) once,
@@ -87,7 +94,7 @@ def run_chunks(work, chunk_count, make_scratch):
                 return
             results[chunk] = work(chunk, scratch)
 
-    run_on_workers(job, chunk_count)
+    run_on_workers(job, chunk_count, hold_blas)
     return results
 
 
