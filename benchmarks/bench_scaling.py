@@ -149,6 +149,7 @@ def plot_steps(rows, path):
                            [r[key] / units * 1000 for r, units in zip(mine, per_image)], "o-",
                            label=label)
         panel.set_xscale("log", base=2)
+        panel.set_yscale("log")
         panel.set_xlabel(axis + (" (32x32)" if axis == "batch" else f" (batch {IMAGE_SIDE_BATCH})"))
         panel.set_ylabel("ms per 32x32-image equivalent")
         panel.legend(fontsize=8)
