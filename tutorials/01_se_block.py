@@ -22,6 +22,27 @@
 # notebook (Jupyter/VS Code with jupytext). Figures go to the folder printed
 # below. `SE_NUMPY_FAST=1` makes it quicker without changing what it shows.
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import os
 import sys
@@ -34,6 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import se_numpy as sn
+from se_numpy.analysis.figures import show
 from se_numpy import functional as F
 from se_numpy.gradcheck import check_module, check_vjp
 
@@ -77,8 +99,7 @@ for channel, (axis, colour) in enumerate(zip(axes, "RGB")):
 fig.suptitle(f"One image (class {data.class_names[labels[example]]}): "
              "the brightest-on-average channel carries the class")
 fig.tight_layout()
-fig.savefig(OUT / "dataset_channels.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "dataset_channels.png", dpi=90)
 
 # %% [markdown]
 # ## A feature map to work on
@@ -287,8 +308,7 @@ axes[1, 3].set_title("excitation s = σ(k (z − mean z))", fontsize=9)
 fig.suptitle("Gates of one image: the channel with the largest mean is kept, the others "
              "are damped", fontsize=11)
 fig.tight_layout()
-fig.savefig(OUT / "gates_one_image.png", dpi=80)
-plt.close(fig)
+show(fig, OUT / "gates_one_image.png", dpi=80)
 
 # %% [markdown]
 # Over the whole batch: the largest gate of each image is close to 1, the
@@ -307,8 +327,7 @@ axis.set_ylim(-0.05, 1.05)
 axis.legend(fontsize=8)
 axis.set_title("Hand-set SE block: one channel open per image, chosen by its mean")
 fig.tight_layout()
-fig.savefig(OUT / "gates_batch.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "gates_batch.png", dpi=90)
 opened = np.argmax(gates, axis=1)
 print("channel opened per image:", "".join("RGB"[k] for k in opened))
 

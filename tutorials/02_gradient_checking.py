@@ -17,6 +17,27 @@
 # your own functions, from any framework, as long as they take and return
 # NumPy arrays.
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import copy
 import os
@@ -30,6 +51,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import se_numpy as sn
+from se_numpy.analysis.figures import show
 from se_numpy import functional as F
 from se_numpy.gradcheck import STEP_SCALE, check_vjp
 
@@ -144,8 +166,7 @@ axis.set_title("Central differences win, and only float64 is precise enough:\n"
                "the error falls as h (forward) or h² (central), then rounding (∝ eps/h) takes over")
 axis.legend(fontsize=8, loc="lower left")
 fig.tight_layout()
-fig.savefig(OUT / "error_vs_step.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "error_vs_step.png", dpi=90)
 
 for name, (forward_errors, central_errors) in errors.items():
     print(f"{name}: best forward error {forward_errors.min():.1e} at h = "
@@ -213,8 +234,7 @@ axis.set_title("Near a kink the difference quotient is meaningless;\n"
                "the checker labels those inputs (or widens their tolerance) instead of failing them")
 axis.legend(fontsize=8, loc="upper left")
 fig.tight_layout()
-fig.savefig(OUT / "kink_relu.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "kink_relu.png", dpi=90)
 print("labelled kinks at x/h =", offsets[labelled].round(2))
 compared_inside = ~labelled & (np.abs(offsets) < 2)
 print("compared although inside the stencil: x/h =", offsets[compared_inside].round(2),
