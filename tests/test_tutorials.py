@@ -105,3 +105,36 @@ def test_01_autograd_cross_check_agrees_with_torch(tmp_path):
               for line in stdout.splitlines() if "max |ours − autograd|" in line}
     assert set(ratios) == {"x", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}, ratios
     assert max(ratios.values()) < 1e-10, ratios
+
+
+def test_show_writes_the_figure_and_closes_it_outside_a_notebook(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from se_numpy.analysis.figures import show
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)      # as in a plain script
+    fig, axis = plt.subplots()
+    axis.plot([0, 1], [1, 0])
+    path = show(fig, tmp_path / "line.png", dpi=50)
+    assert matplotlib.image.imread(path).shape[:2] == (240, 320)       # 6.4 x 4.8 in at 50 dpi
+    assert not plt.fignum_exists(fig.number)
+    assert [p.name for p in tmp_path.iterdir()] == ["line.png"]        # no temporary left
+    unnamed = plt.figure()
+    with pytest.raises(ValueError, match="suffix"):
+        show(unnamed, tmp_path / "no_suffix")
+    plt.close(unnamed)
+
+
+def test_show_hands_the_figure_to_the_notebook_inside_a_kernel(tmp_path, monkeypatch):
+    import types
+
+    import matplotlib.pyplot as plt
+    from se_numpy.analysis.figures import show
+    shown = []
+    display_module = types.ModuleType("IPython.display")
+    display_module.display = shown.append
+    monkeypatch.setitem(sys.modules, "ipykernel", types.ModuleType("ipykernel"))
+    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    monkeypatch.setitem(sys.modules, "IPython.display", display_module)
+    fig = plt.figure()
+    show(fig, tmp_path / "shown.png")
+    assert shown == [fig] and (tmp_path / "shown.png").exists()
+    assert not plt.fignum_exists(fig.number)

@@ -96,9 +96,10 @@ rng = np.random.default_rng(0)
 # | float32 | 1.2e-7   | 3e-4, 3e-4        | 5e-3, 2e-5        |
 # | float64 | 2.2e-16  | 1.5e-8, 1.5e-8    | 6e-6, 4e-11       |
 #
-# So: check in float64, with central differences, at `h ≈ 6e-6` (this is
-# `STEP_SCALE` in the checker). A float32 check cannot tell an error of
-# 1e-5 from rounding noise. Let us measure it on an SE block.
+# So: check in float64, with central differences, starting from `h ≈ 6e-6`
+# (`STEP_SCALE`, the checker's first step; below we see how it adapts it).
+# In float32 the best error is of order 1e-5: such a check cannot tell an
+# error of that size from rounding noise. Let us measure it on an SE block.
 
 # %%
 # A 1x1 map: on a large map one pixel moves the mean z by only 1/(HW), so L is
