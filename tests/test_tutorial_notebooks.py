@@ -34,8 +34,9 @@ RERUN = {"05_gpu_kernels.py": "def cuda_driver_present():"}
 CELL_TIMEOUT_SECONDS = 300
 
 
-def execute_as_notebook(path, working_directory, rerun=None):
-    """Execute ``path`` as a notebook; ``rerun``: append a copy of the first code cell
+def execute_as_notebook(path, rerun=None):
+    """Execute ``path`` as a notebook in its own folder, as Jupyter does (its setup cell
+    runs ``_setup.py`` from there); ``rerun``: append a copy of the first code cell
     containing that text, as if the student ran it again at the end."""
     notebook = jupytext.read(path)
     if rerun is not None:
@@ -45,7 +46,7 @@ def execute_as_notebook(path, working_directory, rerun=None):
         notebook.cells.append(copy.deepcopy(again[0]))
     client = nbclient.NotebookClient(notebook, timeout=CELL_TIMEOUT_SECONDS,
                                      kernel_name="python3",
-                                     resources={"metadata": {"path": str(working_directory)}})
+                                     resources={"metadata": {"path": str(path.parent)}})
     client.execute()
     return notebook
 
@@ -70,7 +71,7 @@ def test_tutorial_as_notebook_shows_every_figure_inline(name, tmp_path, monkeypa
     monkeypatch.setenv("SE_NUMPY_FAST", "1")
     monkeypatch.setenv("SE_NUMPY_TUTORIAL_OUT", str(tmp_path))
     monkeypatch.delenv("MPLBACKEND", raising=False)    # the kernel's own inline backend
-    notebook = execute_as_notebook(path, tmp_path, RERUN.get(name))
+    notebook = execute_as_notebook(path, RERUN.get(name))
     errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if output.get("output_type") == "error"]
     assert not errors, f"{name}: a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}"
