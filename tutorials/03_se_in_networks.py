@@ -7,7 +7,7 @@
 # addition with the shortcut. This tutorial
 #
 # 1. builds SE-ResNets by name and looks inside one residual unit;
-# 2. draws and builds the five placements the paper compares (Sec. 6.4,
+# 2. draws and builds the five placements the paper compares (Sec. 6,
 #    Fig. 5, Tables 14-15), and checks each one's gradients;
 # 3. reproduces the complexity columns of the paper's Table 2 (parameters
 #    and GFLOPs with and without SE);
@@ -91,11 +91,12 @@ print("logits:", model(x).shape)
 # Note that Identity scales the identity path too, and does as well as
 # standard: "it damps the shortcut" cannot be why POST loses. What sets POST
 # apart is *where*: it is the only placement applied after the two branches
-# are added (and after the ReLU). The paper draws just that conclusion —
-# SE's gains are "fairly robust to their location, provided that they are
-# applied prior to branch aggregation" (Sec. 6.4) — and offers no mechanism;
-# neither does this tutorial. SE_3x3 costs fewer parameters because its SE
-# block sees the bottleneck's width, a quarter of the block's output.
+# are added (and after the ReLU). The paper's own reading (Sec. 6, on the
+# integration strategy) is just that: SE's gains hold wherever the block
+# goes, as long as it acts before the branches are aggregated. It offers no
+# mechanism, and neither does this tutorial. SE_3x3 costs fewer parameters
+# because its SE block sees the bottleneck's width, a quarter of the
+# block's output.
 # (These are the paper's numbers; this tutorial does not train.
 # `se-numpy ablate` runs Tables 14 and 15 on the embedded data; see
 # `docs/ablations.md`.)
