@@ -86,13 +86,15 @@ def run_fast(path, tmp_path, before=""):
                MPLBACKEND="Agg")
     result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
-    assert result.returncode == 0, f"{path.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    assert result.returncode == 0, (f"{path.name} failed:\n{result.stdout[-3000:]}\n"
+                                    f"{result.stderr[-3000:]}")
     return result.stdout
 
 
 def test_01_autograd_cross_check_says_so_without_torch(tmp_path):
     # a None entry in sys.modules makes `import torch` raise ImportError, as if it were absent
-    stdout = run_fast(TUTORIALS / "01_se_block.py", tmp_path, "import sys; sys.modules['torch'] = None")
+    stdout = run_fast(TUTORIALS / "01_se_block.py", tmp_path,
+                      "import sys; sys.modules['torch'] = None")
     assert "PyTorch is not installed: autograd cross-check skipped" in stdout
     assert "autograd agrees" not in stdout
 

@@ -272,10 +272,12 @@ if torch is not None:
     dy = np.random.default_rng(2).standard_normal(x_in.shape)
     se.zero_grad()
     se(x_in)
-    ours = {"x": se.backward(dy), **{name: p.grad for name, p in se.named_parameters()}}
+    ours = {"x": se.backward(dy),
+            **{name: parameter.grad for name, parameter in se.named_parameters()}}
 
     leaves = {"x": torch.tensor(x_in, requires_grad=True),
-              **{name: torch.tensor(p.data, requires_grad=True) for name, p in se.named_parameters()}}
+              **{name: torch.tensor(parameter.data, requires_grad=True)
+                 for name, parameter in se.named_parameters()}}
     z_torch = leaves["x"].mean(dim=(2, 3))                                           # Eq. 2
     hidden = torch.relu(z_torch @ leaves["fc1.weight"].T + leaves["fc1.bias"])
     s_torch = torch.sigmoid(hidden @ leaves["fc2.weight"].T + leaves["fc2.bias"])    # Eq. 3

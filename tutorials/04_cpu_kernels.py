@@ -521,10 +521,10 @@ error_axis.set_yticks(positions, [""] * len(names))
 error_axis.set_xlabel("relative error of the sum of 262144 numbers (log)")
 error_axis.set_title("Accuracy: a float32 running sum loses digits", fontsize=9)
 lanes = {name: variants[name]["vector width"] for name in names}
+errors = {name: variants[name]["relative error"] for name in names}
 fig.suptitle(f"float32 row sum: {lanes[names[0]]} SIMD lane(s) per add in strict order, "
-             f"{lanes[names[1]]} with reassoc; relative error {variants[names[1]]['relative error']:.0e} "
-             f"with a float32 accumulator, {variants[names[3]]['relative error']:.0e} with float64",
-             fontsize=10)
+             f"{lanes[names[1]]} with reassoc; relative error {errors[names[1]]:.0e} with a "
+             f"float32 accumulator, {errors[names[3]]:.0e} with float64", fontsize=10)
 fig.tight_layout()
 show(fig, OUT / "reassociation.png", dpi=90)
 
