@@ -7,6 +7,8 @@ from .activation import (hard_sigmoid_backward, hard_sigmoid_forward, hard_swish
                          relu_forward, sigmoid, sigmoid_backward, sigmoid_forward,
                          silu_backward, silu_forward, tanh_backward, tanh_forward)
 from .conv import conv2d_backward, conv2d_forward, conv2d_output_shape
+from .gather_excite import (excite_backward, excite_forward, gather_backward,
+                            gather_excite_backward, gather_excite_forward, gather_forward)
 from .linear import linear_backward, linear_forward
 from .loss import log_softmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .nosqueeze import nosqueeze_backward, nosqueeze_forward

@@ -25,7 +25,8 @@ grid, ``kk = kh·kw``:
     channel       (c,)                one number per channel (batch norm)
     weight        (o, c/g, kh, kw)    convolution filters
     shape         the (n, c, h, w) tuple of a map the kernel writes
-    option        kernel, stride, padding, dilation ((int, int) pairs) or groups
+    option        kernel, stride, padding, dilation ((int, int) pairs), groups or
+                  extent (Gather-Excite's int e)
 
 Adding a kernel: one row here, one function per backend (same file name),
 and the docs table (``python -m se_numpy.kernels``).
@@ -95,10 +96,17 @@ CONTRACT = (
          "x:map kernel:option stride:option padding:option", "out:pooled"),
     _row("avg_pool2d_backward", "pool", "core",
          "dout:pooled x_shape:shape kernel:option stride:option padding:option", "dx:map"),
+    # Gather-Excite: the extent-e gather and the upsampled gate (functional/gather_excite.py)
+    _row("ge_gather_forward", "gather", "core", "x:map extent:option", "g:pooled"),
+    _row("ge_gather_backward", "gather", "core", "dg:pooled x_shape:shape extent:option",
+         "dx:map"),
+    _row("ge_excite_forward", "gather", "core", "x:map gate:pooled", "y:map"),
+    _row("ge_excite_backward", "gather", "core", "dy:map x:map gate:pooled",
+         "dx:map dgate:pooled"),
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool")
+FILES = ("se", "conv", "norm", "pool", "gather")
 
 
 def conv_output_size(size, kernel, stride, padding, dilation=1):
@@ -154,6 +162,8 @@ EXAMPLE_OPTIONS = {
     "pool": {"kernel": (2, 2), "stride": (2, 2), "padding": (0, 0)},
     "conv": {"kernel": (3, 3), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1),
              "groups": 1},
+    # extent 2 on an even map gives the 2×2 pool's grid, so "pooled" fits both
+    "gather": {"extent": 2},
 }
 
 

@@ -5,6 +5,7 @@ from .container import Flatten, Identity, Sequential
 from .cuda_se import CudaSEBlock
 from .conv import Conv2d
 from .dropout import Dropout
+from .gather_excite import GatherExcite
 from .inception import InceptionModule
 from .linear import Linear
 from .loss import CrossEntropyLoss
