@@ -19,3 +19,5 @@ from .se import (excitation_backward, excitation_forward, hidden_width, make_div
                  scale_backward,
                  scale_forward, se_block_add_backward, se_block_add_forward, se_block_backward,
                  se_block_forward, squeeze_backward, squeeze_forward)
+from .selective_kernel import (path_softmax_backward, path_softmax_forward, path_squeeze_backward,
+                               path_squeeze_forward, select_backward, select_forward)

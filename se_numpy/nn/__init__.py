@@ -17,4 +17,5 @@ from .pool import AvgPool2d, GlobalAvgPool, MaxPool2d
 from .residual import PLACEMENTS, BasicBlock, Bottleneck, ResidualBlock
 from . import mbconv  # noqa: F401  (depthwise_separable, inverted_residual, conv_bn_act)
 from .se import SEBlock
+from .selective_kernel import SelectiveKernel
 from .vgg import VGGStage
