@@ -1,9 +1,16 @@
 """``GatherExcite``: the Gather-Excite block as a module (Hu et al., NeurIPS 2018), timm's keys.
 
-    ge = GatherExcite(64, extent=4)                     # GE-θ⁻: parameter-free gather
-    ge = GatherExcite(64, extent=4, extra_params=True)  # GE-θ: depthwise strided convolutions
+    ge = GatherExcite(64, extent=4, use_mlp=False)                     # GE-θ⁻
+    ge = GatherExcite(64, extent=4, extra_params=True, use_mlp=False)  # GE-θ
+    ge = GatherExcite(64, extent=4, extra_params=True)                 # GE-θ+
     y = ge(x)                # y = x ⊙ U(σ(mlp(gather(x))))
     dx = ge.backward(dy)
+
+The paper's three variants (Sec. 3-4) are two switches: the gather is an
+average (GE-θ⁻, no parameters) or strided depthwise convolutions
+(``extra_params``, GE-θ); the excite is σ of the gathered map, or σ of an MLP
+on it (``use_mlp``, GE-θ+ with the parametric gather). timm's default is the
+average with the MLP, which with the global extent is an SE block with biases.
 
 State-dict keys and shapes are timm's ``GatherExcite``:
 
