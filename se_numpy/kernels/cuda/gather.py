@@ -15,7 +15,7 @@ loop, so consecutive threads write consecutive addresses:
   host, H + W int64 numbers).
 * the dgate half of the backward: a gate cell's thread sums dy·x over the
   rectangle of pixels it covers (the sources are non-decreasing, so the
-  rectangle is ``first_pixel[p] .. first_pixel[p+1]``), no atomics, the same
+  rectangle is ``source_runs``' run p by run q), no atomics, the same
   order every run.
 
 float32 kernels accumulate in float32 (``kernels/cuda/se.py`` says why).
@@ -23,7 +23,7 @@ float32 kernels accumulate in float32 (``kernels/cuda/se.py`` says why).
 import numpy as np
 from numba import cuda
 
-from ..numpy.gather import extent_windows, nearest_sources
+from ..numpy.gather import extent_windows, nearest_sources, source_runs
 from .launch import is_device_array, launch_threads, new_output, to_device
 
 
@@ -135,11 +135,6 @@ def ge_excite_forward(x, gate):
     return _returned([out], not is_device_array(x))
 
 
-def _first_pixels(out_size, in_size):
-    """first[p] = the first output row reading source row p; first[in_size] = out_size."""
-    return np.searchsorted(nearest_sources(out_size, in_size), np.arange(in_size + 1))
-
-
 def ge_excite_backward(dy, x, gate):
     """(dx, dgate): dx = dy · U(gate) per pixel; dgate per gate cell over the pixels it covers."""
     dy_planes, x_planes = _planes(to_device(dy)), _planes(to_device(x))
@@ -149,8 +144,8 @@ def ge_excite_backward(dy, x, gate):
                                                       *_sources(x.shape, gate.shape))
     launch_threads(ge_excite_dgate_kernel, dgate.size)(
         dy_planes, x_planes, _planes(dgate),
-        to_device(_first_pixels(x.shape[2], gate.shape[2])),
-        to_device(_first_pixels(x.shape[3], gate.shape[3])))
+        to_device(source_runs(x.shape[2], gate.shape[2])),
+        to_device(source_runs(x.shape[3], gate.shape[3])))
     return _returned([dx, dgate], not is_device_array(dy))
 
 

@@ -10,16 +10,20 @@ the loops stream:
   cache), then along the rows of that buffer. The backward runs the same two
   steps transposed: each pixel lies in at most two windows per axis,
   rows ⌊i/e⌋ .. ⌊(i+e−1)/e⌋.
-* **The upsampling is an index lookup.** ``nearest_sources`` (the reference's
-  PyTorch rule, computed once per call on the host) says which gate row and
-  column each pixel reads; the excite loops are then one multiply per pixel,
-  and the backward sums dy·x into a float64 (gh, gw) buffer per plane.
+* **The upsampling is a set of runs.** The PyTorch rule (the reference's
+  ``nearest_sources``) never decreases, so each gate cell covers one run of
+  consecutive pixels in a row (``source_runs``, computed once per call on the
+  host). Inside a run the gate is one number: the excite is a contiguous
+  multiply, its backward a contiguous dot product (``row_dot``, re-associated
+  so it vectorises), added into a float64 (gh, gw) buffer per plane.
+* **The parallel choice looks at the map.** ``serial_and_parallel`` judges a
+  loop by its first argument, so every loop takes a full-size map first.
 """
 import numpy as np
 from numba import prange
 
-from ..numpy.gather import extent_windows, nearest_sources
-from .rows import serial_and_parallel
+from ..numpy.gather import extent_windows, nearest_sources, source_runs
+from .rows import row_dot, row_sum, serial_and_parallel
 
 
 def _planes(x):
@@ -32,19 +36,14 @@ def _planes(x):
 @serial_and_parallel
 def ge_gather_forward_loop(planes, out, row_windows, column_windows):
     for r in prange(planes.shape[0]):
-        width = planes.shape[2]
-        column_sums = np.zeros((out.shape[1], width))
+        column_sums = np.zeros((out.shape[1], planes.shape[2]))
         for p in range(out.shape[1]):
             for i in range(row_windows[p, 0], row_windows[p, 1]):
-                for j in range(width):
-                    column_sums[p, j] += planes[r, i, j]
-        for p in range(out.shape[1]):
+                column_sums[p, :] += planes[r, i, :]
             rows = row_windows[p, 1] - row_windows[p, 0]
             for q in range(out.shape[2]):
-                total = 0.0
-                for j in range(column_windows[q, 0], column_windows[q, 1]):
-                    total += column_sums[p, j]
-                out[r, p, q] = total / (rows * (column_windows[q, 1] - column_windows[q, 0]))
+                start, stop = column_windows[q, 0], column_windows[q, 1]
+                out[r, p, q] = row_sum(column_sums[p, start:stop]) / (rows * (stop - start))
     return out
 
 
@@ -58,20 +57,23 @@ def ge_gather_forward(x, extent):
 
 
 @serial_and_parallel
-def ge_gather_backward_loop(shares, out, extent):
+def ge_gather_backward_loop(out, shares, column_windows, extent):
     for r in prange(out.shape[0]):
-        cells_h, cells_w = shares.shape[1], shares.shape[2]
-        row_spread = np.zeros((cells_h, out.shape[2]))
+        cells_h, width = shares.shape[1], out.shape[2]
+        row_spread = np.zeros((cells_h, width))         # Σ over the column windows, per cell row
         for p in range(cells_h):
-            for j in range(out.shape[2]):
-                for q in range(j // extent, min((j + extent - 1) // extent, cells_w - 1) + 1):
-                    row_spread[p, j] += shares[r, p, q]
+            for q in range(shares.shape[2]):
+                share = shares[r, p, q]
+                for j in range(column_windows[q, 0], column_windows[q, 1]):
+                    row_spread[p, j] += share
         for i in range(out.shape[1]):
-            for j in range(out.shape[2]):
-                total = 0.0
-                for p in range(i // extent, min((i + extent - 1) // extent, cells_h - 1) + 1):
-                    total += row_spread[p, j]
-                out[r, i, j] = total
+            first, last = i // extent, min((i + extent - 1) // extent, cells_h - 1)
+            if last == first:                           # a pixel lies in one or two row windows
+                for j in range(width):
+                    out[r, i, j] = row_spread[first, j]
+            else:
+                for j in range(width):
+                    out[r, i, j] = row_spread[first, j] + row_spread[last, j]
     return out
 
 
@@ -80,47 +82,50 @@ def ge_gather_backward(dg, x_shape, extent):
     n, c, height, width = x_shape
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
     counts = np.outer(rows[:, 1] - rows[:, 0], columns[:, 1] - columns[:, 0])
-    shares = _planes(np.asarray(dg, dtype=np.float64) / counts)     # dg / |W_pq|, tiny
+    shares = _planes(np.asarray(dg, dtype=np.float64) / counts)     # dg / |W_pq|, 1/e² of dx
     out = np.empty((n * c, height, width), dtype=dg.dtype)
-    ge_gather_backward_loop(shares, out, extent)
+    ge_gather_backward_loop(out, shares, columns, extent)
     return out.reshape(x_shape)
 
 
 # ============================================================================ excite
 @serial_and_parallel
-def ge_excite_forward_loop(planes, gate, out, source_rows, source_columns):
+def ge_excite_forward_loop(planes, gate, out, source_rows, column_runs):
     for r in prange(planes.shape[0]):
         for i in range(planes.shape[1]):
             p = source_rows[i]
-            for j in range(planes.shape[2]):
-                out[r, i, j] = planes[r, i, j] * gate[r, p, source_columns[j]]
+            for q in range(gate.shape[2]):
+                value = gate[r, p, q]
+                for j in range(column_runs[q], column_runs[q + 1]):
+                    out[r, i, j] = planes[r, i, j] * value
     return out
 
 
-def _sources(x_shape, gate_shape):
-    return (nearest_sources(x_shape[2], gate_shape[2]),
-            nearest_sources(x_shape[3], gate_shape[3]))
+def _geometry(x_shape, gate_shape):
+    """(source row of every pixel row, runs of pixel columns per gate column)."""
+    return nearest_sources(x_shape[2], gate_shape[2]), source_runs(x_shape[3], gate_shape[3])
 
 
 def ge_excite_forward(x, gate):
     """y[n,c,i,j] = x[n,c,i,j] · gate[n,c,r(i),r(j)] (nearest upsampling): one pass over x."""
-    source_rows, source_columns = _sources(x.shape, gate.shape)
     gate_planes = _planes(np.asarray(gate, dtype=x.dtype))
     out = np.empty((x.shape[0] * x.shape[1],) + x.shape[2:], dtype=x.dtype)
-    ge_excite_forward_loop(_planes(x), gate_planes, out, source_rows, source_columns)
+    ge_excite_forward_loop(_planes(x), gate_planes, out, *_geometry(x.shape, gate.shape))
     return out.reshape(x.shape)
 
 
 @serial_and_parallel
-def ge_excite_backward_loop(dy, planes, gate, dx, dgate, source_rows, source_columns):
+def ge_excite_backward_loop(dy, planes, gate, dx, dgate, source_rows, column_runs):
     for r in prange(planes.shape[0]):
         sums = np.zeros((gate.shape[1], gate.shape[2]))
         for i in range(planes.shape[1]):
             p = source_rows[i]
-            for j in range(planes.shape[2]):
-                q = source_columns[j]
-                dx[r, i, j] = dy[r, i, j] * gate[r, p, q]
-                sums[p, q] += np.float64(dy[r, i, j]) * np.float64(planes[r, i, j])
+            for q in range(gate.shape[2]):
+                start, stop = column_runs[q], column_runs[q + 1]
+                value = gate[r, p, q]
+                for j in range(start, stop):
+                    dx[r, i, j] = dy[r, i, j] * value
+                sums[p, q] += row_dot(dy[r, i, start:stop], planes[r, i, start:stop])
         for p in range(gate.shape[1]):
             for q in range(gate.shape[2]):
                 dgate[r, p, q] = sums[p, q]
@@ -129,11 +134,9 @@ def ge_excite_backward_loop(dy, planes, gate, dx, dgate, source_rows, source_col
 
 def ge_excite_backward(dy, x, gate):
     """``(dx, dgate)`` in one pass: dx = dy · U(gate); dgate[p,q] = Σ of dy·x over the cell's pixels."""
-    source_rows, source_columns = _sources(x.shape, gate.shape)
     gate_planes = _planes(np.asarray(gate, dtype=x.dtype))
     dx = np.empty((x.shape[0] * x.shape[1],) + x.shape[2:], dtype=x.dtype)
     dgate = np.empty(gate_planes.shape, dtype=gate.dtype)
-    ge_excite_backward_loop(_planes(dy), _planes(x), gate_planes, dx, dgate, source_rows,
-                            source_columns)
+    ge_excite_backward_loop(_planes(dy), _planes(x), gate_planes, dx, dgate,
+                            *_geometry(x.shape, gate.shape))
     return dx.reshape(x.shape), dgate.reshape(gate.shape)
-
