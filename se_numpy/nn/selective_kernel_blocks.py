@@ -21,7 +21,7 @@ placed as in any residual unit (timm's ``attn_layer``).
 """
 import numpy as np
 
-from .residual import ResidualBlock
+from .residual import BasicBlock, Bottleneck, ResidualBlock
 from .selective_kernel import SelectiveKernel, conv_norm_act
 
 
@@ -41,9 +41,7 @@ class SelectiveKernelBasic(ResidualBlock):
                                self.attention_channels(in_channels, planes, placement))
         self.downsample = downsample
 
-    @classmethod
-    def branch_width(cls, planes, groups=1, base_width=64):
-        return planes
+    branch_width = BasicBlock.__dict__["branch_width"]        # planes, as the basic unit's
 
     def _branch_forward(self, x):
         h = self.conv1(x)
@@ -92,9 +90,7 @@ class SelectiveKernelBottleneck(ResidualBlock):
             in_channels, planes, placement, groups, base_width))
         self.downsample = downsample
 
-    @classmethod
-    def branch_width(cls, planes, groups=1, base_width=64):
-        return int(planes * (base_width / 64.0)) * groups
+    branch_width = Bottleneck.__dict__["branch_width"]        # torchvision's width rule
 
     def _branch_forward(self, x):
         h = self.conv2(self.conv1(x))
