@@ -34,24 +34,31 @@ from .rows import rows_of, serial_and_parallel
 
 # ============================================================================ gather
 @serial_and_parallel
-def ge_gather_forward_loop(rows, out, width, row_windows, column_windows):
+def ge_gather_forward_loop(rows, out, width, row_windows, column_windows, inverse_counts):
     for r in prange(rows.shape[0]):
-        column_sums = np.empty(width)                  # Σ over the window's rows, per column
+        # running[j + 1] = Σ over the window's rows of columns 0 .. j: a window's
+        # sum is then one difference, running[stop] − running[start]
+        running = np.zeros(width + 1)
         cells_w = column_windows.shape[0]
         for p in range(row_windows.shape[0]):
-            column_sums[:] = 0.0
+            running[:] = 0.0
             for i in range(row_windows[p, 0], row_windows[p, 1]):
                 base = i * width
                 for j in range(width):
-                    column_sums[j] += rows[r, base + j]
-            count_rows = row_windows[p, 1] - row_windows[p, 0]
+                    running[j + 1] += rows[r, base + j]
+            for j in range(width):
+                running[j + 1] += running[j]
             for q in range(cells_w):
-                start, stop = column_windows[q, 0], column_windows[q, 1]
-                total = 0.0
-                for j in range(start, stop):
-                    total += column_sums[j]
-                out[r, p * cells_w + q] = total / (count_rows * (stop - start))
+                total = running[column_windows[q, 1]] - running[column_windows[q, 0]]
+                out[r, p * cells_w + q] = total * inverse_counts[p * cells_w + q]
     return out
+
+
+def _inverse_counts(row_windows, column_windows):
+    """1/|W_pq| for every cell, flat (oh·ow,) float64: one multiply per cell in the loops."""
+    counts = np.outer(row_windows[:, 1] - row_windows[:, 0],
+                      column_windows[:, 1] - column_windows[:, 0])
+    return (1.0 / counts).reshape(-1)
 
 
 def ge_gather_forward(x, extent):
@@ -59,22 +66,24 @@ def ge_gather_forward(x, extent):
     n, c, height, width = x.shape
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
     out = np.empty((n * c, len(rows) * len(columns)), dtype=x.dtype)
-    ge_gather_forward_loop(rows_of(x), out, width, rows, columns)
+    ge_gather_forward_loop(rows_of(x), out, width, rows, columns, _inverse_counts(rows, columns))
     return out.reshape(n, c, len(rows), len(columns))
 
 
 @serial_and_parallel
-def ge_gather_backward_loop(out, dg, width, row_windows, column_windows, extent):
+def ge_gather_backward_loop(out, dg, width, cells_w, first_window, second_window,
+                            inverse_counts, extent):
     for r in prange(out.shape[0]):
-        cells_h, cells_w = row_windows.shape[0], column_windows.shape[0]
-        row_spread = np.zeros((cells_h, width))         # Σ dg/|W| over the column windows
+        cells_h = dg.shape[1] // cells_w
+        # row_spread[p, j] = Σ over the (one or two) column windows q holding j of dg/|W_pq|
+        row_spread = np.empty((cells_h, width))
         for p in range(cells_h):
-            count_rows = row_windows[p, 1] - row_windows[p, 0]
-            for q in range(cells_w):
-                start, stop = column_windows[q, 0], column_windows[q, 1]
-                share = dg[r, p * cells_w + q] / (count_rows * (stop - start))
-                for j in range(start, stop):
-                    row_spread[p, j] += share
+            base = p * cells_w
+            for j in range(width):
+                first, second = base + first_window[j], base + second_window[j]
+                row_spread[p, j] = dg[r, first] * inverse_counts[first]
+                if second != first:
+                    row_spread[p, j] += dg[r, second] * inverse_counts[second]
         for i in range(out.shape[1] // width):
             first, last = i // extent, min((i + extent - 1) // extent, cells_h - 1)
             base = i * width
@@ -91,8 +100,12 @@ def ge_gather_backward(dg, x_shape, extent):
     """dx[i,j] = Σ over the (at most 2×2) windows holding (i, j) of dg / window size."""
     n, c, height, width = x_shape
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
+    j = np.arange(width)
+    first_window = j // extent                          # the windows holding column j
+    second_window = np.minimum((j + extent - 1) // extent, len(columns) - 1)
     out = np.empty((n * c, height * width), dtype=dg.dtype)
-    ge_gather_backward_loop(out, rows_of(dg), width, rows, columns, extent)
+    ge_gather_backward_loop(out, rows_of(dg), width, len(columns), first_window, second_window,
+                            _inverse_counts(rows, columns), extent)
     return out.reshape(x_shape)
 
 
