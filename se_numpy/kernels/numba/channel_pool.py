@@ -23,18 +23,22 @@ PIXELS_PER_JOB = 2048
 @njit(cache=True)
 def _pool_stretch(planes, n, start, stop, sums, best, best_channel):
     channels = planes.shape[1]
-    for k in range(start, stop):
-        sums[n, k] = np.float64(planes[n, 0, k])
-        best[n, k] = planes[n, 0, k]
-        best_channel[n, k] = 0
+    total, top, winner = sums[n, start:stop], best[n, start:stop], best_channel[n, start:stop]
+    first = planes[n, 0, start:stop]
+    for k in range(first.shape[0]):
+        total[k] = np.float64(first[k])
+        top[k] = first[k]
+        winner[k] = 0
     for c in range(1, channels):
-        for k in range(start, stop):
-            value = planes[n, c, k]
-            sums[n, k] += np.float64(value)
-            current = best[n, k]
-            if value > current or (np.isnan(value) and not np.isnan(current)):
-                best[n, k] = value
-                best_channel[n, k] = c
+        plane = planes[n, c, start:stop]
+        # selects, not branches, so LLVM can vectorise the loop over the pixels;
+        # v != v is the NaN test: a NaN replaces a number, never another NaN
+        for k in range(plane.shape[0]):
+            value, current = plane[k], top[k]
+            total[k] += np.float64(value)
+            take = (value > current) | ((value != value) & (current == current))
+            top[k] = value if take else current
+            winner[k] = c if take else winner[k]
 
 
 @njit(parallel=True, cache=True)
@@ -71,12 +75,11 @@ def channel_pool_forward(x):
 
 @njit(cache=True)
 def _spread_stretch(shares, dmax, argmax, n, start, stop, out):
+    share, gradient, winner = shares[n, start:stop], dmax[n, start:stop], argmax[n, start:stop]
     for c in range(out.shape[1]):
-        for k in range(start, stop):
-            if argmax[n, k] == c:
-                out[n, c, k] = shares[n, k] + dmax[n, k]
-            else:
-                out[n, c, k] = shares[n, k]
+        plane = out[n, c, start:stop]
+        for k in range(plane.shape[0]):
+            plane[k] = share[k] + gradient[k] if winner[k] == c else share[k]
 
 
 @njit(parallel=True, cache=True)
