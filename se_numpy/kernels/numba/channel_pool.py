@@ -9,8 +9,9 @@ once, at memory speed, instead of jumping H·W numbers per step.
 
 A job is ``PIXELS_PER_JOB`` pixels of one image: enough work to amortise a
 thread's start, and its three running arrays (float64 sums, maxima, channel
-indices) stay in L1/L2. Ties keep the first channel (strict ``>``); a NaN
-becomes the maximum at once and stays, as in NumPy's argmax.
+indices) stay in L1/L2. Ties keep the first channel (strict ``>``). A NaN is
+the maximum, as in NumPy's argmax: the sum finds the pixels that hold one
+(their sum is NaN), and only those are scanned again.
 """
 import numpy as np
 from numba import njit, prange
@@ -31,14 +32,22 @@ def _pool_stretch(planes, n, start, stop, sums, best, best_channel):
         winner[k] = 0
     for c in range(1, channels):
         plane = planes[n, c, start:stop]
-        # selects, not branches, so LLVM can vectorise the loop over the pixels;
-        # v != v is the NaN test: a NaN replaces a number, never another NaN
+        # selects, not branches, so LLVM can vectorise the loop over the pixels
         for k in range(plane.shape[0]):
-            value, current = plane[k], top[k]
+            value = plane[k]
             total[k] += np.float64(value)
-            take = (value > current) | ((value != value) & (current == current))
-            top[k] = value if take else current
+            take = value > top[k]
+            top[k] = value if take else top[k]
             winner[k] = c if take else winner[k]
+    # NumPy's rule makes a NaN the maximum. A NaN anywhere in a pixel's column makes
+    # its sum NaN, so only those pixels are scanned again, for their first NaN.
+    for k in range(total.shape[0]):
+        if total[k] != total[k]:
+            for c in range(channels):
+                value = planes[n, c, start + k]
+                if value != value:
+                    top[k], winner[k] = value, c
+                    break
 
 
 @njit(parallel=True, cache=True)
