@@ -7,7 +7,8 @@ innermost (``for c: for k in stretch``) reads every plane contiguously and
 keeps the stretch's running sums and maxima in cache, so the map is streamed
 once, at memory speed, instead of jumping H·W numbers per step.
 
-A job is ``PIXELS_PER_JOB`` pixels of one image: enough work to amortise a
+Serial below ``rows.PARALLEL_MIN_ELEMENTS``, parallel above, from one loop body
+(``rows.serial_and_parallel``, as the SE kernels). A job is ``PIXELS_PER_JOB`` pixels of one image: enough work to amortise a
 thread's start, and its three running arrays (float64 sums, maxima, channel
 indices) stay in L1/L2. Ties keep the first channel (strict ``>``). A NaN is
 the maximum, as in NumPy's argmax: the sum finds the pixels that hold one
@@ -16,7 +17,7 @@ the maximum, as in NumPy's argmax: the sum finds the pixels that hold one
 import numpy as np
 from numba import njit, prange
 
-from .rows import PARALLEL_MIN_ELEMENTS
+from .rows import serial_and_parallel
 
 PIXELS_PER_JOB = 2048
 
@@ -50,20 +51,26 @@ def _pool_stretch(planes, n, start, stop, sums, best, best_channel):
                     break
 
 
-@njit(parallel=True, cache=True)
-def channel_pool_forward_parallel(planes, sums, best, best_channel):
-    n_images, _, pixels = planes.shape
-    stretches = (pixels + PIXELS_PER_JOB - 1) // PIXELS_PER_JOB
-    for job in prange(n_images * stretches):
-        n, first = job // stretches, (job % stretches) * PIXELS_PER_JOB
-        _pool_stretch(planes, n, first, min(first + PIXELS_PER_JOB, pixels), sums, best,
-                      best_channel)
+@njit(cache=True)
+def _jobs(n_images, pixels):
+    """Jobs of a map: every image cut into stretches of ``PIXELS_PER_JOB`` pixels."""
+    return n_images * ((pixels + PIXELS_PER_JOB - 1) // PIXELS_PER_JOB)
 
 
 @njit(cache=True)
-def channel_pool_forward_serial(planes, sums, best, best_channel):
-    for n in range(planes.shape[0]):
-        _pool_stretch(planes, n, 0, planes.shape[2], sums, best, best_channel)
+def _stretch(job, pixels):
+    """(image, first pixel, end pixel) of job number ``job``."""
+    stretches = (pixels + PIXELS_PER_JOB - 1) // PIXELS_PER_JOB
+    first = (job % stretches) * PIXELS_PER_JOB
+    return job // stretches, first, min(first + PIXELS_PER_JOB, pixels)
+
+
+@serial_and_parallel
+def channel_pool_forward_loop(planes, sums, best, best_channel):
+    for job in prange(_jobs(planes.shape[0], planes.shape[2])):
+        n, start, stop = _stretch(job, planes.shape[2])
+        _pool_stretch(planes, n, start, stop, sums, best, best_channel)
+    return sums
 
 
 def channel_pool_forward(x):
@@ -74,9 +81,7 @@ def channel_pool_forward(x):
     sums = np.empty((n, h * w), dtype=np.float64)
     best = np.empty((n, h * w), dtype=x.dtype)
     best_channel = np.empty((n, h * w), dtype=np.int64)
-    loop = (channel_pool_forward_parallel if x.size >= PARALLEL_MIN_ELEMENTS
-            else channel_pool_forward_serial)
-    loop(planes, sums, best, best_channel)
+    channel_pool_forward_loop(planes, sums, best, best_channel)
     mean = (sums / float(c)).astype(x.dtype)
     return (mean.reshape(n, 1, h, w), best.reshape(n, 1, h, w),
             best_channel.reshape(n, 1, h, w))
@@ -91,19 +96,12 @@ def _spread_stretch(shares, dmax, argmax, n, start, stop, out):
             plane[k] = share[k] + gradient[k] if winner[k] == c else share[k]
 
 
-@njit(parallel=True, cache=True)
-def channel_pool_backward_parallel(shares, dmax, argmax, out):
-    n_images, _, pixels = out.shape
-    stretches = (pixels + PIXELS_PER_JOB - 1) // PIXELS_PER_JOB
-    for job in prange(n_images * stretches):
-        n, first = job // stretches, (job % stretches) * PIXELS_PER_JOB
-        _spread_stretch(shares, dmax, argmax, n, first, min(first + PIXELS_PER_JOB, pixels), out)
-
-
-@njit(cache=True)
-def channel_pool_backward_serial(shares, dmax, argmax, out):
-    for n in range(out.shape[0]):
-        _spread_stretch(shares, dmax, argmax, n, 0, out.shape[2], out)
+@serial_and_parallel
+def channel_pool_backward_loop(out, shares, dmax, argmax):
+    for job in prange(_jobs(out.shape[0], out.shape[2])):
+        n, start, stop = _stretch(job, out.shape[2])
+        _spread_stretch(shares, dmax, argmax, n, start, stop, out)
+    return out
 
 
 def channel_pool_backward(dmean, dmax, argmax, x_shape):
@@ -114,7 +112,4 @@ def channel_pool_backward(dmean, dmax, argmax, x_shape):
     dmax = np.ascontiguousarray(dmax, dtype=dtype).reshape(n, h * w)
     argmax = np.ascontiguousarray(argmax, dtype=np.int64).reshape(n, h * w)
     out = np.empty((n, c, h * w), dtype=dtype)
-    loop = (channel_pool_backward_parallel if out.size >= PARALLEL_MIN_ELEMENTS
-            else channel_pool_backward_serial)
-    loop(shares, dmax, argmax, out)
-    return out.reshape(x_shape)
+    return channel_pool_backward_loop(out, shares, dmax, argmax).reshape(x_shape)
