@@ -198,3 +198,20 @@ def test_counting():
     # extent 2 on 4x4: windows of rows {0,1}, {1,2,3}: 2 + 3 = 5 pixels per axis, 25 per map
     macs = sn.analysis.count_flops(sn.nn.GatherExcite(8, extent=2, rd_channels=2), (1, 8, 4, 4))
     assert macs == 8 * 25 + 4 * (8 * 2 + 2 * 8) + 8 * 16
+
+
+@pytest.mark.parametrize("name, kind", [("ge", "GE-θ⁻"), ("ge_theta", "GE-θ"),
+                                        ("ge_theta_plus", "GE-θ")])
+def test_attention_option_builds_gather_excite_and_counting_sees_it(name, kind):
+    """``attention="ge"`` etc. put a GatherExcite where SE goes, in every unit; the extra
+    parameters the counter finds are exactly those blocks' own."""
+    model = sn.models.create("tiny_resnet", attention=name, num_classes=3)
+    blocks = [unit.se for stage in (model.layer1, model.layer2, model.layer3) for unit in stage]
+    assert all(isinstance(block, sn.nn.GatherExcite) and kind in repr(block) for block in blocks)
+    extra = sn.analysis.count_params(model) - sn.analysis.count_params(
+        sn.models.create("tiny_resnet", num_classes=3))
+    assert extra == sum(sn.analysis.count_params(block) for block in blocks)
+    assert (extra == 0) == (name == "ge")               # GE-θ⁻ has no parameters
+    x = np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)
+    logits = model(x)
+    assert model.backward(np.ones_like(logits)).shape == x.shape

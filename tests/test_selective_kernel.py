@@ -195,3 +195,19 @@ def test_sk_networks_run_and_count():
     assert "layer1.0.conv2.bn.running_var" in model.state_dict()
     # skresnet18's parameter count is the one timm's model reports (its manifest, from timm)
     assert sn.analysis.count_params(sn.models.create("skresnet18")) == 11_958_056
+
+
+def test_attention_option_sk_replaces_the_3x3_of_every_unit():
+    """``attention="sk"`` builds the SK twin of each unit (placement "replace_3x3", the only one
+    it fits): the same keys and shapes as the SK network of that name."""
+    from se_numpy.nn.selective_kernel_blocks import SelectiveKernelBasic
+    by_option = sn.models.create("resnet20", attention="sk").state_dict()
+    by_name = sn.models.create("sk_resnet20").state_dict()
+    assert [(k, v.shape) for k, v in by_option.items()] == [(k, v.shape) for k, v in by_name.items()]
+    wide = sn.models.create("resnet20", attention="sk", reduction=2)
+    assert all(isinstance(unit, SelectiveKernelBasic) for unit in wide.layer3)
+    assert wide.layer3[0].conv1.attn.fc_reduce.weight.shape[0] == 32     # 64 / 2
+    with pytest.raises(ValueError, match="fits \\('replace_3x3',\\)"):
+        sn.models.create("resnet20", attention="sk", placement="pre")
+    with pytest.raises(ValueError, match="got 'replace_3x3'"):
+        sn.models.create("resnet20", attention="cbam", placement="replace_3x3")

@@ -68,17 +68,19 @@ def variant_options(variant, model):
     """The options ``create(model_name, **options)`` needs for ``variant``; None without SE.
 
     A variant with another attention block than SE (``changes["attention"]``) keeps
-    of the baseline only the placement and the options that block reads (its
-    reduction ratio, for CBAM and scSE); the rest (gate, ...) are its own defaults."""
+    of the baseline only the placement (where the block fits it) and the options
+    that block reads (its reduction ratio, for CBAM, scSE, GE-θ+ and SK); the rest
+    (gate, ...) are its own defaults."""
     if not variant.with_se:
         return None
     options = baseline_options(model)
     attention = (variant.changes or {}).get("attention", "se")
     if attention != "se":
         from ..nn.attention import variant as attention_variant
-        reads = attention_variant(attention).options
+        entry = attention_variant(attention)
+        # SE's placement where the block fits it (Selective Kernel has only its own)
         options = {key: value for key, value in options.items()
-                   if key == "placement" or key in reads}
+                   if (key == "placement" and value in entry.placements) or key in entry.options}
     options.update(variant.changes or {})
     return options
 
@@ -136,7 +138,10 @@ def make_tables(model):
                Variant("Effective SE", {"attention": "ese"}),
                Variant("ECA", {"attention": "eca"}),
                Variant("CBAM", {"attention": "cbam"}),
-               Variant("scSE", {"attention": "scse"})), SE, needs_residual=True),
+               Variant("scSE", {"attention": "scse"}),
+               Variant("GE-θ⁻", {"attention": "ge"}),
+               Variant("GE-θ+", {"attention": "ge_theta_plus"}),
+               Variant("SK", {"attention": "sk"})), SE, needs_residual=True),
     ]
     return {table.key: table for table in tables}
 

@@ -166,6 +166,16 @@ ATTENTION_ROWS = (
                  "checked against a readable copy, so none is printed"),
     AttentionRow("+ scSE", "scse", NONE, NONE,
                  "Roy et al. (scSE) evaluate segmentation only: no ImageNet ResNet-50 figure"),
+    AttentionRow("+ GE-θ⁻", "ge", NOT_VERIFIED, NOT_VERIFIED,
+                 "Hu et al. (Gather-Excite, global extent) tabulate ResNet-50 with GE; no readable copy "
+                 "could be checked, so none is printed (GE-θ⁻ adds no parameters)"),
+    AttentionRow("+ GE-θ", "ge_theta", NOT_VERIFIED, NOT_VERIFIED,
+                 "Hu et al. (Gather-Excite), extent 8: not checked, as above"),
+    AttentionRow("+ GE-θ+", "ge_theta_plus", NOT_VERIFIED, NOT_VERIFIED,
+                 "Hu et al. (Gather-Excite), extent 8, SE's MLP: not checked, as above"),
+    AttentionRow("+ SK", "sk", NONE, NONE,
+                 "3x3 replaced by SK. Li et al. (SKNet) build SKNet-50 on ResNeXt-50 32x4d (27.5M, 4.47 GFLOPs; "
+                 "skresnext50_32x4d here: 27.48M, 4.47): no ResNet-50 + SK figure"),
 )
 
 

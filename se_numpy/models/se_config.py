@@ -4,7 +4,8 @@
                 one ratio per stage (Table 10 varies r for the whole net; a
                 per-stage r lets you spend fewer parameters on the wide late stages)
     placement   where SE sits in a residual unit: "standard", "pre", "post",
-                "identity" (Fig. 5, Table 14) or "after_3x3" (Table 15)
+                "identity" (Fig. 5, Table 14) or "after_3x3" (Table 15); "replace_3x3"
+                for Selective Kernel, which takes the 3x3 convolution's place
     se_bias     whether the two FC layers of the excitation have biases
                 (timm's SEModule: yes; the paper's ablations: no)
     squeeze     "avg" (Eq. 2), "max" (Table 11) or "none": NoSqueeze, the excitation
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..nn.attention import create_attention, variant
 from ..nn.residual import check_placement
+from ..nn.selective_kernel_blocks import REPLACE_3X3
 from ..nn.nosqueeze import NoSqueezeBlock
 from ..nn.se import SEBlock
 
@@ -52,7 +54,9 @@ class SEConfig:
                                                                  np.floating)) or ratio <= 0:
                 raise ValueError(f"reduction: expected positive numbers, got {reduction!r}")
         self.reductions = ratios
-        self.placement = check_placement(placement)
+        # "replace_3x3" (Selective Kernel) is checked against the variant below
+        self.placement = placement if (placement == REPLACE_3X3 and attention != "se") \
+            else check_placement(placement)
         self.se_bias, self.squeeze, self.gate = bool(se_bias), squeeze, gate
         self.stages = _check_stages(stages, self.num_stages)
         self.divisor = divisor      # None: C // r (the paper); 8: make_divisible(C / r, 8) (timm)
@@ -140,4 +144,6 @@ def attention_config(model_name, num_stages, with_se, options, divisor=None,
     if attention == "se":
         return SEConfig(num_stages, divisor=divisor, **se_options), rest
     given = tuple(name for name in se_options if name not in ("placement", "stages"))
+    if "placement" not in se_options and variant(attention).placements == (REPLACE_3X3,):
+        se_options["placement"] = REPLACE_3X3      # SK has no other place to go
     return SEConfig(num_stages, attention=attention, attention_options=given, **se_options), rest

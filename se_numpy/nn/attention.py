@@ -5,7 +5,10 @@
     names()          # ('se', 'ese', 'eca', 'cbam', 'scse', ...)
 
 The names are timm's (``timm.layers.create_attn``): "se" (SE, Hu et al.),
-"ese" (Effective SE), "eca" (ECA), "cbam" (CBAM) and "scse" (scSE, not in timm).
+"ese" (Effective SE), "eca" (ECA), "cbam" (CBAM) and "scse" (scSE, not in timm);
+"ge", "ge_theta" and "ge_theta_plus" (Gather-Excite's GE-θ⁻, GE-θ and GE-θ+) and
+"sk" (Selective Kernel, which replaces a unit's 3x3 convolution: placement
+"replace_3x3", ``nn/selective_kernel_blocks.py``).
 
 What a variant is: one ``AttentionVariant`` row, registered with ``register``:
 
@@ -40,9 +43,11 @@ from typing import Callable, NamedTuple, Tuple
 from .cbam import CBAM
 from .eca import ECA
 from .effective_se import EffectiveSE
+from .gather_excite import GatherExcite
 from .residual import PLACEMENTS
 from .scse import SCSE
 from .se import SEBlock
+from .selective_kernel import SelectiveKernel
 
 
 class AttentionVariant(NamedTuple):
@@ -114,6 +119,27 @@ def _scse(channels, reduction=16, **common):
     return SCSE(channels, reduction=reduction, **common)
 
 
+def _ge(channels, **common):
+    """GE-θ⁻ with the global extent: x · σ(mean_ij x), no parameters (the paper's best GE-θ⁻)."""
+    return GatherExcite(channels, extent=0, use_mlp=False, **common)
+
+
+def _ge_theta(channels, **common):
+    """GE-θ, extent 8: three stride-2 depthwise convolutions (global at ResNet-50's 7x7 stage)."""
+    return GatherExcite(channels, extent=8, extra_params=True, use_mlp=False, **common)
+
+
+def _ge_theta_plus(channels, reduction=16, **common):
+    """GE-θ+: GE-θ's gather (extent 8) and SE's MLP C -> C/r -> C in the excite."""
+    return GatherExcite(channels, extent=8, extra_params=True, rd_ratio=1.0 / reduction,
+                        **common)
+
+
+def _sk(channels, reduction=16, **common):
+    """The SK layer over ``channels`` (in = out, stride 1): what a unit's 3x3 becomes."""
+    return SelectiveKernel(channels, channels, rd_ratio=1.0 / reduction, **common)
+
+
 register(AttentionVariant("se", _se, PLACEMENTS, ("reduction", "squeeze", "gate", "se_bias",
                                                   "divisor"),
                           "Hu et al., Squeeze-and-Excitation Networks, CVPR 2018"))
@@ -125,3 +151,11 @@ register(AttentionVariant("cbam", _cbam, PLACEMENTS, ("reduction",),
                           "Woo et al., CBAM, ECCV 2018"))
 register(AttentionVariant("scse", _scse, PLACEMENTS, ("reduction",),
                           "Roy et al., concurrent spatial and channel SE, MICCAI 2018"))
+register(AttentionVariant("ge", _ge, PLACEMENTS, (),
+                          "Hu et al., Gather-Excite (GE-θ⁻, global extent), NeurIPS 2018"))
+register(AttentionVariant("ge_theta", _ge_theta, PLACEMENTS, (),
+                          "Hu et al., Gather-Excite (GE-θ, extent 8), NeurIPS 2018"))
+register(AttentionVariant("ge_theta_plus", _ge_theta_plus, PLACEMENTS, ("reduction",),
+                          "Hu et al., Gather-Excite (GE-θ+, extent 8), NeurIPS 2018"))
+register(AttentionVariant("sk", _sk, ("replace_3x3",), ("reduction",),
+                          "Li et al., Selective Kernel Networks, CVPR 2019"))

@@ -67,7 +67,8 @@ class SelectiveKernelBottleneck(ResidualBlock):
     """Bottleneck with its 3x3 replaced by SK: x (N, in, H, W) -> (N, 4·planes, H/s, W/s).
 
     width = floor(planes · base_width / 64) · groups, as ``nn.residual.Bottleneck``;
-    the stride sits on the SK layer (timm's rule; ``stride_in_1x1`` is refused).
+    the stride sits on the SK layer (timm's rule), or on conv1 with ``stride_in_1x1``
+    (the Caffe ResNets' rule, as ``Bottleneck`` allows).
     """
 
     expansion = 4
@@ -76,14 +77,12 @@ class SelectiveKernelBottleneck(ResidualBlock):
                  stride_in_1x1=False, attention=None, placement="standard", dtype=np.float32,
                  rng=None, sk_options=None):
         super().__init__()
-        if stride_in_1x1:
-            raise ValueError("stride_in_1x1: the SK bottleneck strides in its SK layer "
-                             "(timm's skresnet50); got stride_in_1x1=True")
         width = self.branch_width(planes, groups, base_width)
         self.in_channels, self.out_channels, self.stride = in_channels, planes * 4, stride
-        self.width, self.groups = width, groups
-        self.conv1 = conv_norm_act(in_channels, width, 1, dtype=dtype, rng=rng)
-        self.conv2 = SelectiveKernel(width, width, stride=stride, groups=groups, dtype=dtype,
+        self.width, self.groups, self.stride_in_1x1 = width, groups, bool(stride_in_1x1)
+        stride_1x1, stride_sk = (stride, 1) if stride_in_1x1 else (1, stride)
+        self.conv1 = conv_norm_act(in_channels, width, 1, stride=stride_1x1, dtype=dtype, rng=rng)
+        self.conv2 = SelectiveKernel(width, width, stride=stride_sk, groups=groups, dtype=dtype,
                                      rng=rng, **(sk_options or {}))
         self.conv3 = conv_norm_act(width, planes * 4, 1, act=False, dtype=dtype, rng=rng)
         self._attach_attention(attention, placement, self.attention_channels(
@@ -111,3 +110,17 @@ class SelectiveKernelBottleneck(ResidualBlock):
         if self.se is not None and self.placement == "after_3x3":
             entries.append(("se", after_sk))
         return entries + [("conv3", after_sk)]
+
+
+# the placement name of attention="sk" (``nn/attention.py``): SK takes the 3x3's place
+REPLACE_3X3 = "replace_3x3"
+
+
+def selective_kernel_unit(block):
+    """The SK twin of a residual unit class: BasicBlock -> SelectiveKernelBasic, Bottleneck ->
+    SelectiveKernelBottleneck (ValueError for a unit without a 3x3 to replace)."""
+    twins = {BasicBlock: SelectiveKernelBasic, Bottleneck: SelectiveKernelBottleneck}
+    if block not in twins:
+        raise ValueError(f"attention 'sk' replaces the 3x3 of a BasicBlock or Bottleneck, "
+                         f"got {block.__name__}")
+    return twins[block]
