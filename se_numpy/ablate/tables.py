@@ -68,8 +68,9 @@ def variant_options(variant, model):
     """The options ``create(model_name, **options)`` needs for ``variant``; None without SE.
 
     A variant with another attention block than SE (``changes["attention"]``) keeps
-    of the baseline only the placement and the options that block reads (its
-    reduction ratio, for CBAM and scSE); the rest (gate, ...) are its own defaults."""
+    of the baseline only the placement and, where the block reads one, its reduction
+    ratio (CBAM, scSE); everything else is the block's own default (Effective SE's
+    hard-sigmoid gate, not the baseline's sigmoid)."""
     if not variant.with_se:
         return None
     options = baseline_options(model)
@@ -78,7 +79,7 @@ def variant_options(variant, model):
         from ..nn.attention import variant as attention_variant
         reads = attention_variant(attention).options
         options = {key: value for key, value in options.items()
-                   if key == "placement" or key in reads}
+                   if key == "placement" or (key == "reduction" and key in reads)}
     options.update(variant.changes or {})
     return options
 
