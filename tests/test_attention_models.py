@@ -171,3 +171,18 @@ def test_gradcheck_command_has_the_attention_rows():
     from se_numpy.selfcheck import run_checks
     rows = run_checks(only=["ECA (k = 3)"])
     assert [row["operation"] for row in rows] == ["ECA (k = 3)"] and rows[0]["passed"]
+
+
+def test_the_attention_ablation_gives_each_variant_only_the_options_it_reads():
+    from se_numpy.ablate.tables import make_tables, variant_options
+    table = make_tables("se_tiny_resnet")["attention"]
+    options = {row.name: variant_options(row, "se_tiny_resnet") for row in table.variants}
+    assert options["no SE"] is None
+    assert options["SE"]["reduction"] == 2 and "attention" not in options["SE"]
+    assert options["Effective SE"] == {"placement": "standard", "attention": "ese"}
+    assert options["ECA"] == {"placement": "standard", "attention": "eca"}
+    assert options["CBAM"] == {"placement": "standard", "reduction": 2, "attention": "cbam"}
+    assert options["scSE"] == {"placement": "standard", "reduction": 2, "attention": "scse"}
+    for name, chosen in options.items():
+        if chosen is not None:
+            sn.models.create("se_tiny_resnet", **chosen)

@@ -68,9 +68,10 @@ def variant_options(variant, model):
     """The options ``create(model_name, **options)`` needs for ``variant``; None without SE.
 
     A variant with another attention block than SE (``changes["attention"]``) keeps
-    of the baseline only the placement (where the block fits it) and the options
-    that block reads (its reduction ratio, for CBAM, scSE, GE-θ+ and SK); the rest
-    (gate, ...) are its own defaults."""
+    of the baseline only the placement (where the block fits it: Selective Kernel has
+    only its own) and, where the block reads one, its reduction ratio (CBAM, scSE,
+    GE-θ+, SK); everything else is the block's own default (Effective SE's
+    hard-sigmoid gate, not the baseline's sigmoid)."""
     if not variant.with_se:
         return None
     options = baseline_options(model)
@@ -80,7 +81,8 @@ def variant_options(variant, model):
         entry = attention_variant(attention)
         # SE's placement where the block fits it (Selective Kernel has only its own)
         options = {key: value for key, value in options.items()
-                   if (key == "placement" and value in entry.placements) or key in entry.options}
+                   if (key == "placement" and value in entry.placements)
+                   or (key == "reduction" and key in entry.options)}
     options.update(variant.changes or {})
     return options
 
