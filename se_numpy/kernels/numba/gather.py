@@ -18,9 +18,9 @@ the loops stream:
   run into one float64 row, and folds it into the gate cells (``source_runs``:
   the columns each cell covers) when the run ends.
 * **Inner loops run along a row of the row view.** Maps are passed as the
-  (N·C, H·W) rows of ``rows.py`` and indexed ``[r, i·W + j]``: with 3-d
-  ``[r, i, j]`` indexing the same loops ran 2.4 times slower (measured on the
-  excite). Every loop that touches the map walks W contiguous numbers, so LLVM
+  (N·C, H·W) rows of ``rows.py`` and indexed ``[r, i·W + j]``; with 3-d
+  ``[r, i, j]`` indexing the same loops ran slower (a serial excite, timed
+  alone on a loaded machine: about 2.4 times). Every loop that touches the map walks W contiguous numbers, so LLVM
   vectorises it; the per-window bookkeeping happens on the small arrays.
 * **The parallel choice looks at the map.** ``serial_and_parallel`` judges a
   loop by its first argument, so every loop takes a full-size map first.
