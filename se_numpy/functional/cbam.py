@@ -75,7 +75,7 @@ def channel_attention_backward(dy, cache):
     d_hidden, dw2, db2 = linear_backward(d_out, fc2_cache)
     dz, dw1, db1 = linear_backward(relu_backward(d_hidden, relu_cache), fc1_cache)
     n = x.shape[0]
-    avg_cache, max_cache = cache["pools"]
+    _, max_cache = cache["pools"]
     dx = _kernels().se_backward_dx(dy, s, dz[:n]) + squeeze_backward(dz[n:], max_cache)
     return dx, dw1, db1, dw2, db2
 
