@@ -107,7 +107,7 @@ CONTRACT = (
 
 OPS = {op.name: op for op in CONTRACT}
 FILES = ("se", "conv", "norm", "pool", "channel_pool")
-# the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
+# the files with GPU kernels in ``kernels/cuda``; the others run on the host there (cuda/host.py)
 GPU_FILES = ("se", "channel_pool")
 
 
