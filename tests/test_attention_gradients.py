@@ -34,7 +34,7 @@ EXAMPLES = 8          # per property: every example is a full finite-difference 
 
 
 def shrink_logits(weight, bias, z, limit=2.5):
-    """Centre and scale (weight, bias) so z Wᵀ + b lies in (-limit, limit): hard sigmoid's linear part."""
+    """(weight, bias) centred and scaled so z Wᵀ + b lies in (-limit, limit): hsigmoid's slope."""
     pre = z @ weight.T
     bias = -pre.mean(axis=0)
     spread = np.abs(pre + bias).max()

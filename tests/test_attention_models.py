@@ -1,4 +1,4 @@
-"""The attention variants as parts of networks: the registry, ``attention=``, counting, scSE's C -> 1.
+"""The attention variants inside networks: registry, ``attention=``, counting, scSE's C -> 1.
 
 What a student or a model builder relies on, each checked on small shapes:
 the names build shape-preserving blocks with timm's keys, every variant goes
@@ -23,7 +23,8 @@ def test_registry_names_and_errors():
     assert set(VARIANTS) <= set(names())
     with pytest.raises(ValueError, match="attention: expected one of se, ese"):
         variant("sqeeze")
-    with pytest.raises(TypeError, match=r"attention 'eca' does not take the options \['reduction'\]"):
+    with pytest.raises(TypeError,
+                       match=r"attention 'eca' does not take the options \['reduction'\]"):
         create_attention("eca", 16, reduction=8)
 
 

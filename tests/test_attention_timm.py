@@ -1,4 +1,4 @@
-"""Optional: Effective SE, ECA, CBAM and scSE against PyTorch (skipped where torch or timm is absent).
+"""Optional: Effective SE, ECA, CBAM and scSE against PyTorch (skipped without torch or timm).
 
 timm's module of the same role (``EffectiveSEModule``, ``EcaModule``,
 ``CbamModule``), randomly initialised in float64, gives its ``state_dict``
@@ -123,8 +123,9 @@ class TorchSCSE(torch.nn.Module):
     def __init__(self, channels, reduction=16):
         super().__init__()
         nn = torch.nn
-        self.cSE = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, channels // reduction, 1),
-                                 nn.ReLU(), nn.Conv2d(channels // reduction, channels, 1), nn.Sigmoid())
+        hidden = channels // reduction
+        self.cSE = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, hidden, 1), nn.ReLU(),
+                                 nn.Conv2d(hidden, channels, 1), nn.Sigmoid())
         self.sSE = nn.Sequential(nn.Conv2d(channels, 1, 1), nn.Sigmoid())
 
     def forward(self, x):

@@ -20,7 +20,7 @@ from .se import scale_forward, squeeze_forward
 
 
 def channel_gate_forward(x, excite):
-    """y = excite(mean_ij(x)) · x.  x (N, C, H, W) -> y (N, C, H, W); ``cache["s"]`` the gates (N, C)."""
+    """y = excite(mean_ij(x)) · x.  x (N, C, H, W) -> y; the gates (N, C) in ``cache["s"]``."""
     z, _ = squeeze_forward(x, "avg")
     s, excitation_cache = excite(z)
     y, _ = scale_forward(x, s)
@@ -28,7 +28,7 @@ def channel_gate_forward(x, excite):
 
 
 def channel_gate_backward(dy, cache, excite_backward):
-    """Returns ``(dx, *dparams)``, the parameter gradients in the order ``excite_backward`` gives."""
+    """Returns ``(dx, *dparams)``, the parameter gradients in ``excite_backward``'s order."""
     check_shape(dy, cache["x"].shape, "dy")
     ds = _kernels().se_backward_ds(dy, cache["x"])
     dz, *dparams = excite_backward(ds, cache["excitation"])

@@ -62,7 +62,7 @@ def spatial_se_backward(dg, cache):
 
 
 def scse_forward(x, w1, b1, w2, b2, spatial_weight, spatial_bias):
-    """y = cSE gate · x + sSE gate · x.  Returns ``(y, cache)``; gates ``cache["s"]``, ``cache["g"]``."""
+    """y = s · x + g · x, s and g the cSE and sSE gates.  Returns ``(y, cache)``."""
     z, _ = squeeze_forward(x, "avg")
     s, excitation_cache = excitation_forward(z, w1, b1, w2, b2, "sigmoid", "relu")
     g, spatial_cache = spatial_se_forward(x, spatial_weight, spatial_bias)

@@ -47,7 +47,8 @@ class ECA(Module):
         super().__init__()
         if channels is not None:
             kernel_size = eca_kernel_size(int(channels), gamma, beta)
-        if not isinstance(kernel_size, (int, np.integer)) or kernel_size < 1 or kernel_size % 2 == 0:
+        odd = isinstance(kernel_size, (int, np.integer)) and kernel_size % 2 == 1
+        if not odd or kernel_size < 1:
             raise ValueError(f"kernel_size: expected an odd positive int, got {kernel_size!r}")
         self.channels = None if channels is None else int(channels)
         self.conv = ChannelConv1d(kernel_size, dtype=dtype, rng=rng)

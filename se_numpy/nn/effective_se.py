@@ -1,6 +1,6 @@
 """``EffectiveSE``: eSE, one C -> C layer and a hard sigmoid (Lee & Park, CenterMask, CVPR 2020).
 
-    ese = EffectiveSE(channels=64)          # fc (64, 64, 1, 1), bias (64,): timm's EffectiveSEModule
+    ese = EffectiveSE(channels=64)    # fc (64, 64, 1, 1), bias (64,): timm's EffectiveSEModule
     y = ese(x)                              # y = hsigmoid(W mean_ij(x) + b) · x
     dx = ese.backward(dy)
 

@@ -76,6 +76,6 @@ def channel_pool_backward(dmean, dmax, argmax, x_shape):
 
 
 # the host functions carry their kernels, as host_wrapper's do (benchmark, PTX test)
-channel_pool_forward.kernel, channel_pool_forward.launch = channel_pool_forward_kernel, launch_threads
-channel_pool_backward.kernel, channel_pool_backward.launch = (channel_pool_backward_kernel,
-                                                              launch_threads)
+channel_pool_forward.kernel = channel_pool_forward_kernel
+channel_pool_backward.kernel = channel_pool_backward_kernel
+channel_pool_forward.launch = channel_pool_backward.launch = launch_threads

@@ -4,15 +4,17 @@ Read ``kernels/numpy/channel_pool.py`` for the math. An NCHW map is the
 (N, C, H·W) array of C contiguous planes per image; pooling over c at a fixed
 pixel reads one number from each plane, H·W apart. Looping over the pixel
 innermost (``for c: for k in stretch``) reads every plane contiguously and
-keeps the stretch's running sums and maxima in cache, so the map is streamed
-once, at memory speed, instead of jumping H·W numbers per step.
+keeps the stretch's running sums and maxima in cache, so the map is read
+once, in order, instead of jumping H·W numbers per step (how far this is from
+memory speed: docs/kernels.md, "A kernel added").
 
-Serial below ``rows.PARALLEL_MIN_ELEMENTS``, parallel above, from one loop body
-(``rows.serial_and_parallel``, as the SE kernels). A job is ``PIXELS_PER_JOB`` pixels of one image: enough work to amortise a
-thread's start, and its three running arrays (float64 sums, maxima, channel
-indices) stay in L1/L2. Ties keep the first channel (strict ``>``). A NaN is
-the maximum, as in NumPy's argmax: the sum finds the pixels that hold one
-(their sum is NaN), and only those are scanned again.
+Serial below ``rows.PARALLEL_MIN_ELEMENTS``, parallel above, from one loop
+body (``rows.serial_and_parallel``, as the SE kernels). A job is
+``PIXELS_PER_JOB`` pixels of one image: enough work to amortise a thread's
+start, and its three running arrays (float64 sums, maxima, channel indices)
+stay in L1/L2. Ties keep the first channel (strict ``>``). A NaN is the
+maximum, as in NumPy's argmax: the sum finds the pixels that hold one (their
+sum is NaN), and only those are scanned again.
 """
 import numpy as np
 from numba import njit, prange
