@@ -77,3 +77,31 @@ def test_tutorial_runs_and_writes_its_figures(path, tmp_path):
     unexpected = sorted(p.name for p in out.glob("*.png") if p.name not in figures) \
         if out.exists() else []
     assert not unexpected, f"{path.name} wrote figures it does not declare: {unexpected}"
+
+
+def run_fast(path, tmp_path, before=""):
+    """Run a tutorial in fast mode as a script, after the Python statements ``before``."""
+    code = f"{before}\nimport runpy\nrunpy.run_path({str(path)!r}, run_name='__main__')"
+    env = dict(os.environ, SE_NUMPY_FAST="1", SE_NUMPY_TUTORIAL_OUT=str(tmp_path),
+               MPLBACKEND="Agg")
+    result = subprocess.run([sys.executable, "-c", code], env=env, cwd=tmp_path,
+                            capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
+    assert result.returncode == 0, f"{path.name} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def test_01_autograd_cross_check_says_so_without_torch(tmp_path):
+    # a None entry in sys.modules makes `import torch` raise ImportError, as if it were absent
+    stdout = run_fast(TUTORIALS / "01_se_block.py", tmp_path, "import sys; sys.modules['torch'] = None")
+    assert "PyTorch is not installed: autograd cross-check skipped" in stdout
+    assert "autograd agrees" not in stdout
+
+
+def test_01_autograd_cross_check_agrees_with_torch(tmp_path):
+    pytest.importorskip("torch", reason="torch not installed: the cross-check's torch path")
+    stdout = run_fast(TUTORIALS / "01_se_block.py", tmp_path)
+    assert "autograd agrees with SEBlock.backward on every gradient" in stdout
+    ratios = {line.split()[0]: float(line.rsplit("=", 1)[1])
+              for line in stdout.splitlines() if "max |ours − autograd|" in line}
+    assert set(ratios) == {"x", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias"}, ratios
+    assert max(ratios.values()) < 1e-10, ratios

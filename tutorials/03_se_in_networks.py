@@ -13,6 +13,27 @@
 #    and GFLOPs with and without SE);
 # 4. finds where the extra parameters live: mostly in the last stage.
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import os
 import sys
@@ -26,6 +47,7 @@ import numpy as np
 from matplotlib.patches import FancyBboxPatch
 
 import se_numpy as sn
+from se_numpy.analysis.figures import show
 from se_numpy.analysis.table import PAPER_ROWS, measure_row
 from se_numpy.gradcheck import check_module
 
@@ -140,8 +162,7 @@ for axis, placement in zip(axes, PLACEMENTS):
 fig.suptitle("Five places for the SE block (orange) in a residual unit: POST and Identity "
              "also scale what the identity path carries", fontsize=11)
 fig.tight_layout()
-fig.savefig(OUT / "placements.png", dpi=80)
-plt.close(fig)
+show(fig, OUT / "placements.png", dpi=80)
 
 # %% [markdown]
 # Now build each one: a basic block (16 channels) with an SE block in the
@@ -225,8 +246,7 @@ flops_axis.set_title(f"Compute: +{min(flops_overhead):.2f}% to +{max(flops_overh
 fig.suptitle("What SE costs (224 x 224 input, r = 16): parameters grow, compute hardly",
              fontsize=11)
 fig.tight_layout()
-fig.savefig(OUT / "table2_overhead.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "table2_overhead.png", dpi=90)
 
 # %% [markdown]
 # ## Where the extra parameters live
@@ -281,8 +301,7 @@ axis.set_ylabel("SE parameters (millions)")
 axis.set_title("SE-ResNet-50: the last stage holds most of the SE parameters", fontsize=10)
 axis.legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(OUT / "se_params_by_stage.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "se_params_by_stage.png", dpi=90)
 
 # %% [markdown]
 # ## Exercises

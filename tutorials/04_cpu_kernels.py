@@ -18,6 +18,27 @@
 # drafts in `numba/naive.py`); `benchmarks/bench_kernels.py` measures all of
 # them on large maps.
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import os
 import re
@@ -34,6 +55,7 @@ import numpy as np
 from numba import njit, prange
 
 import se_numpy as sn
+from se_numpy.analysis.figures import show
 
 NAME = "04_cpu_kernels"
 FIGURES = ["bandwidth_bars.png", "reassociation.png"]
@@ -312,8 +334,7 @@ axis.set_title("Squeeze (blue) and scale + residual add (orange) against the cop
                fontsize=10)
 axis.legend(fontsize=8, loc="lower right")
 fig.tight_layout()
-fig.savefig(OUT / "bandwidth_bars.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "bandwidth_bars.png", dpi=90)
 
 # %% [markdown]
 # Reading the chart: the Python loop is four orders of magnitude away. NumPy
@@ -398,8 +419,7 @@ error_axis.set_title("Accuracy: a float32 running sum loses digits", fontsize=9)
 fig.suptitle("Re-association is what lets a float32 row sum use SIMD lanes; "
              "a float64 accumulator keeps it accurate", fontsize=10)
 fig.tight_layout()
-fig.savefig(OUT / "reassociation.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "reassociation.png", dpi=90)
 
 # %% [markdown]
 # Strict order gives scalar adds (1 lane) whatever the accumulator; with

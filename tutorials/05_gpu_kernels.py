@@ -21,6 +21,27 @@
 # changes nothing. So the first cell looks for a GPU driver *without*
 # importing numba: it tries to load the CUDA driver library.
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import ctypes
 import os
@@ -51,6 +72,7 @@ import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import se_numpy as sn  # noqa: E402
+from se_numpy.analysis.figures import show  # noqa: E402
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 print("running in the CUDA simulator" if SIMULATOR else
@@ -115,8 +137,7 @@ warp_axis.add_patch(plt.Rectangle((-0.5, -0.5), lanes, 1, fill=False, edgecolor=
 fig.suptitle(f"An NCHW map ({n_images}x{channels}x{height}x{width}) as N·C rows; red: "
              "what one warp loads in one step", fontsize=10)
 fig.tight_layout()
-fig.savefig(OUT / "grid_mapping.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "grid_mapping.png", dpi=90)
 
 # %% [markdown]
 # ## The naive kernel
@@ -239,8 +260,7 @@ axis.set_title(f"Tree reduction of one channel (H·W = {row.size}) over 8 lanes:
                "red arrows: lane l < step adds partials[l + step]; syncthreads() between steps",
                fontsize=9)
 fig.tight_layout()
-fig.savefig(OUT / "tree_reduction.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "tree_reduction.png", dpi=90)
 assert np.isclose(levels[-1][0], row.sum())
 
 # %% [markdown]
