@@ -25,6 +25,27 @@
 # No sentence below states a result: the cells print what they measured and
 # what it means.
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import json
 import os
@@ -40,6 +61,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import se_numpy as sn
+from se_numpy.analysis.figures import show
 from se_numpy.train.checkpoint import load_model_state
 
 NAME = "06_training_and_excitations"
@@ -60,13 +82,6 @@ LOOP_BUDGET = (64, 1) if FAST else (2000, 2)   # images, epochs for the hand-wri
 CHANCE = 10.0                                  # % accuracy of a guess among 10 classes
 sn.use_backend("numba")     # the compiled kernels: faster than NumPy for these small layers
 
-
-def show(figure, name):
-    """Write the figure to OUT/name, and show it inline when running as a notebook."""
-    figure.savefig(OUT / name, dpi=90)
-    if "ipykernel" in sys.modules:
-        plt.show()
-    plt.close(figure)
 
 
 # %% [markdown]
@@ -234,7 +249,7 @@ axis.legend(fontsize=7, loc="lower right")
 axis.set_title(f"tiny_resnet vs se_tiny_resnet on the embedded data, {budget['train_limit']} "
                f"images, seeds 0-{SEEDS - 1}", fontsize=9)
 fig.tight_layout()
-show(fig, "learning_curves.png")
+show(fig, OUT / "learning_curves.png")
 
 # %% [markdown]
 # ## Reading the ablation
@@ -285,7 +300,7 @@ paper_axis.set_xlim(21.5, 24.5)
 paper_axis.set_xlabel("paper: SE-ResNet-50 top-1 error on ImageNet (%)")
 paper_axis.set_title("the paper's ablation (shared baseline 23.30 / 22.28)", fontsize=9)
 fig.tight_layout()
-show(fig, "ablation.png")
+show(fig, OUT / "ablation.png")
 
 # %%
 def verdict(row, table):
@@ -437,7 +452,7 @@ axes[-1].legend(fontsize=6, ncol=2, loc="lower right")
 fig.suptitle(f"Gates per class at three depths (cf. paper Fig. 6), seed 0, "
              f"{budget['train_limit']} images x {budget['epochs']} epochs", fontsize=10)
 fig.tight_layout()
-show(fig, "gates_per_class.png")
+show(fig, OUT / "gates_per_class.png")
 
 # %%
 (first, first_class, first_signal), (last, last_class, _) = shares[0], shares[-1]

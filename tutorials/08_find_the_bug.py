@@ -21,6 +21,27 @@
 #
 # Shapes: x, r, v, y are (N, C, H, W).
 
+# %% [markdown]
+# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
+# the next cell installs it, with its dependencies, from the clone this
+# notebook sits in. Where `se_numpy` is already installed, and when the file
+# runs as a script, it does nothing.
+
+# %%
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+if importlib.util.find_spec("se_numpy") is None:
+    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
+             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
+    if not clone:
+        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
+                           "it: clone the repository and open the notebook there")
+    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
+    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+
 # %%
 import os
 import sys
@@ -32,6 +53,7 @@ if "ipykernel" not in sys.modules:
 import matplotlib.pyplot as plt
 import numpy as np
 
+from se_numpy.analysis.figures import show
 from se_numpy.gradcheck import check_vjp
 
 NAME = "08_find_the_bug"
@@ -140,10 +162,7 @@ axis.set_ylabel("|error| / tolerance\n(directional test)")
 axis.set_title("Gradient check of unit_backward: which tensors disagree", fontsize=9)
 axis.legend(fontsize=8)
 fig.tight_layout()
-fig.savefig(OUT / "report.png", dpi=90)
-if "ipykernel" in sys.modules:
-    plt.show()
-plt.close(fig)
+show(fig, OUT / "report.png")
 
 # %% [markdown]
 # ## Exercises
