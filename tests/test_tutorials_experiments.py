@@ -94,3 +94,19 @@ def test_the_solutions_one_line_fix_passes(exercise):
     inputs, dy = tutorial["inputs"], tutorial["dy"]
     fixed = solution["namespace"]["fixed_backward"](dy, tutorial["unit_forward"](*inputs)[1])
     np.testing.assert_allclose(fixed[0], _numerical_dx(tutorial), atol=ATOL)
+
+
+def test_find_the_bug_as_a_notebook_shows_its_figure_inline(tmp_path, monkeypatch):
+    pytest.importorskip("jupytext", reason="jupytext not installed: pip install -e '.[tutorials]'")
+    pytest.importorskip("nbclient", reason="nbclient not installed: pip install -e '.[tutorials]'")
+    pytest.importorskip("ipykernel", reason="ipykernel not installed: pip install -e '.[tutorials]'")
+    from test_tutorial_notebooks import execute_as_notebook, inline_images
+    monkeypatch.setenv("SE_NUMPY_TUTORIAL_OUT", str(tmp_path))
+    monkeypatch.delenv("MPLBACKEND", raising=False)
+    notebook = execute_as_notebook(TUTORIALS / "08_find_the_bug.py", tmp_path)
+    errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
+              if output.get("output_type") == "error"]
+    assert not errors, f"a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}"
+    images = inline_images(notebook)
+    assert len(images) == 1 and float(images[0][..., :3].std()) > 0.01
+    assert (tmp_path / "08_find_the_bug" / "report.png").is_file()
