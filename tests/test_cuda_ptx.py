@@ -44,14 +44,19 @@ HOPPER = (9, 0)
 # Argument types of every kernel, from the contract's roles (T is the map's
 # dtype): a map is passed as (N·C, H·W) rows, a vector as (N·C,), an index int64.
 ROLE_TYPES = {contract.MAP: "T[:, ::1]", contract.VECTOR: "T[::1]", contract.INDEX: "int64[::1]"}
+# the channel-pooling kernels see a map as (N, C, H·W) and a plane as (N, H·W)
+ROLE_TYPES_BY_FILE = {"channel_pool": {contract.MAP: "T[:, :, ::1]", contract.PLANE: "T[:, ::1]",
+                                       contract.PLANE_INDEX: "int64[:, ::1]"}}
 
 
 def _signature(op):
-    return "(" + ", ".join(ROLE_TYPES[role] for _, role in op.arguments + op.outputs
+    types = ROLE_TYPES_BY_FILE.get(op.file, ROLE_TYPES)
+    return "(" + ", ".join(types[role] for _, role in op.arguments + op.outputs
                            if role != contract.SHAPE) + ")"
 
 
-SIGNATURES = {f"{op.name}_kernel": _signature(op) for op in contract.CONTRACT if op.file == "se"}
+SIGNATURES = {f"{op.name}_kernel": _signature(op) for op in contract.CONTRACT
+              if op.file in contract.GPU_FILES}
 SIGNATURES["squeeze_forward_naive_kernel"] = SIGNATURES["squeeze_forward_kernel"]
 SIGNATURES["squeeze_forward_shuffle_kernel"] = SIGNATURES["squeeze_forward_kernel"]
 

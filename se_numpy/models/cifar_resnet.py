@@ -24,7 +24,7 @@ from ..nn.pool import GlobalAvgPool
 from ..nn.residual import BasicBlock
 from .network import Network, residual_stage
 from .registry import register
-from .se_config import SEConfig, split_se_options
+from .se_config import attention_config
 
 
 class CifarResNet(Network):
@@ -65,10 +65,9 @@ class CifarResNet(Network):
 
 def _cifar_builder(model_name, blocks_per_stage, widths, with_se):
     def build(in_channels=3, num_classes=10, dtype=np.float32, seed=0, **options):
-        se_options, rest = split_se_options(model_name, with_se, options)
+        se_config, rest = attention_config(model_name, 3, with_se, options)
         if rest:
             raise TypeError(f"{model_name}: unexpected options {sorted(rest)}")
-        se_config = SEConfig(3, **se_options) if with_se else None
         return CifarResNet(blocks_per_stage, widths, in_channels, num_classes, se_config,
                            dtype, seed)
     build.__name__ = model_name

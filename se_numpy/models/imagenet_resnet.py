@@ -40,7 +40,7 @@ from ..nn.container import Sequential
 from ..nn.residual import BasicBlock, Bottleneck, avg_pool_shortcut, projection_shortcut
 from .network import Network, residual_stage
 from .registry import register
-from .se_config import SEConfig, split_se_options
+from .se_config import attention_config
 
 STAGE_PLANES = (64, 128, 256, 512)
 
@@ -138,10 +138,9 @@ def _imagenet_builder(model_name, architecture, with_se, se_divisor=None, varian
 
     def build(in_channels=3, num_classes=1000, dtype=np.float32, seed=0, stride_in_1x1=False,
               drop_rate=0.0, **options):
-        se_options, rest = split_se_options(model_name, with_se, options)
+        se_config, rest = attention_config(model_name, 4, with_se, options, divisor=se_divisor)
         if rest:
             raise TypeError(f"{model_name}: unexpected options {sorted(rest)}")
-        se_config = SEConfig(4, divisor=se_divisor, **se_options) if with_se else None
         return ImageNetResNet(block, layers, groups, base_width, stride_in_1x1, in_channels,
                               num_classes, se_config, dtype, seed, deep_stem=variant_d,
                               avg_down=variant_d, drop_rate=drop_rate)

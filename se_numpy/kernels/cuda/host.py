@@ -1,6 +1,6 @@
 """The kernels without a GPU version: the NumPy reference run on the host.
 
-Every contract row outside ``se.py`` (im2col, col2im, the convolution, the
+Every contract row outside ``contract.GPU_FILES`` (im2col, col2im, the convolution, the
 batch-norm passes, pooling) is defined here, at the bottom, from its row.
 
 Convolution, batch normalisation and pooling are not what an SE block adds,
@@ -16,7 +16,7 @@ import numpy as np
 from numba import cuda
 
 from .. import numpy as reference
-from ..contract import CONTRACT
+from ..contract import CONTRACT, GPU_FILES
 from .launch import is_device_array
 
 
@@ -40,7 +40,7 @@ def host_fallback(function):
     return run_on_host
 
 
-# every row of the contract outside se.py: convolution, batch norm, pooling
+# every row of the contract without a GPU kernel: convolution, batch norm, pooling
 for _op in CONTRACT:
-    if _op.file != "se":
+    if _op.file not in GPU_FILES:
         globals()[_op.name] = host_fallback(getattr(reference, _op.name))
