@@ -12,6 +12,8 @@ from .cbam import (cbam_backward, cbam_forward, channel_attention_backward,
 from .conv import conv2d_backward, conv2d_forward, conv2d_output_shape
 from .eca import eca_backward, eca_forward, eca_kernel_size
 from .effective_se import effective_se_backward, effective_se_forward
+from .gather_excite import (excite_backward, excite_forward, gather_backward,
+                            gather_excite_backward, gather_excite_forward, gather_forward)
 from .linear import linear_backward, linear_forward
 from .loss import log_softmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .nosqueeze import nosqueeze_backward, nosqueeze_forward
@@ -23,3 +25,5 @@ from .se import (excitation_backward, excitation_forward, hidden_width, make_div
                  scale_backward,
                  scale_forward, se_block_add_backward, se_block_add_forward, se_block_backward,
                  se_block_forward, squeeze_backward, squeeze_forward)
+from .selective_kernel import (path_softmax_backward, path_softmax_forward, path_squeeze_backward,
+                               path_squeeze_forward, select_backward, select_forward)

@@ -27,7 +27,8 @@ grid, ``kk = kh·kw``:
     channel       (c,)                one number per channel (batch norm)
     weight        (o, c/g, kh, kw)    convolution filters
     shape         the (n, c, h, w) tuple of a map the kernel writes
-    option        kernel, stride, padding, dilation ((int, int) pairs) or groups
+    option        kernel, stride, padding, dilation ((int, int) pairs), groups or
+                  extent (Gather-Excite's int e)
 
 Adding a kernel: one row here, one function per backend (same file name),
 and the docs table (``python -m se_numpy.kernels``).
@@ -103,12 +104,19 @@ CONTRACT = (
          "mean:plane max:plane argmax:plane_index"),
     _row("channel_pool_backward", "channel_pool", "core",
          "dmean:plane dmax:plane argmax:plane_index x_shape:shape", "dx:map"),
+    # Gather-Excite: the extent-e gather and the upsampled gate (functional/gather_excite.py)
+    _row("ge_gather_forward", "gather", "core", "x:map extent:option", "g:pooled"),
+    _row("ge_gather_backward", "gather", "core", "dg:pooled x_shape:shape extent:option",
+         "dx:map"),
+    _row("ge_excite_forward", "gather", "core", "x:map gate:pooled", "y:map"),
+    _row("ge_excite_backward", "gather", "core", "dy:map x:map gate:pooled",
+         "dx:map dgate:pooled"),
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool", "channel_pool")
+FILES = ("se", "conv", "norm", "pool", "channel_pool", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
-GPU_FILES = ("se", "channel_pool")
+GPU_FILES = ("se", "channel_pool", "gather")
 
 
 def conv_output_size(size, kernel, stride, padding, dilation=1):
@@ -164,6 +172,8 @@ EXAMPLE_OPTIONS = {
     "pool": {"kernel": (2, 2), "stride": (2, 2), "padding": (0, 0)},
     "conv": {"kernel": (3, 3), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1),
              "groups": 1},
+    # extent 2 on an even map gives the 2×2 pool's grid, so "pooled" fits both
+    "gather": {"extent": 2},
 }
 
 

@@ -8,6 +8,7 @@ from .conv import Conv2d
 from .dropout import Dropout
 from .eca import ECA
 from .effective_se import EffectiveSE
+from .gather_excite import GatherExcite
 from .inception import InceptionModule
 from .linear import Linear
 from .loss import CrossEntropyLoss
@@ -20,5 +21,6 @@ from .residual import PLACEMENTS, BasicBlock, Bottleneck, ResidualBlock
 from . import mbconv  # noqa: F401  (depthwise_separable, inverted_residual, conv_bn_act)
 from .scse import SCSE
 from .se import SEBlock
+from .selective_kernel import SelectiveKernel
 from . import attention  # noqa: F401  (create_attention, the variants by name)
 from .vgg import VGGStage
