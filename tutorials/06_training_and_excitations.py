@@ -105,10 +105,11 @@ sn.use_backend("numba")     # the compiled kernels: faster than NumPy for these 
 # %%
 data = sn.data.make_synthetic(0)
 print(data)
-for name in ("tiny_resnet", "se_tiny_resnet"):
-    network = sn.models.create(name, num_classes=data.num_classes)
+SE_OPTIONS = dict(reduction=2)      # the ablation's baseline block on this net (r = 2, FC biases)
+for name, options in (("tiny_resnet", {}), ("se_tiny_resnet", SE_OPTIONS)):
+    network = sn.models.create(name, num_classes=data.num_classes, **options)
     print(f"{name:15s} {sum(p.size for p in network.parameters()):6,d} parameters")
-print(sn.models.create("se_tiny_resnet", num_classes=data.num_classes))
+print(network)
 
 # %% [markdown]
 # ## The training loop, written out
@@ -142,7 +143,7 @@ images, epochs = LOOP_BUDGET
 mean, std = data.subset(images).channel_mean_std()
 loader = sn.data.BatchLoader(data.train_images[:images], data.train_labels[:images], 64,
                              mean, std, shuffle=True, rng=np.random.default_rng(0))
-model = sn.models.create("se_tiny_resnet", num_classes=data.num_classes, seed=0)
+model = sn.models.create("se_tiny_resnet", num_classes=data.num_classes, seed=0, **SE_OPTIONS)
 optimizer = sn.optim.SGD(model.parameters(), lr=0.15, momentum=0.9, weight_decay=5e-4)
 loss_fn = sn.nn.CrossEntropyLoss()
 step, total_steps = 0, epochs * len(loader)
