@@ -141,7 +141,7 @@ for axis, column, label, reference in ((param_axis, 0, "parameters", conv_params
     axis.set_xscale("log")
     axis.set_xlabel(f"{label} (log scale)")
     axis.invert_yaxis()
-    axis.legend(fontsize=7, loc="lower right")
+    axis.legend(fontsize=7, loc="upper right")
 param_axis.set_title(f"one block on {C} channels, {SIDE}x{SIDE}", fontsize=9)
 mac_axis.set_yticks([])
 fig.tight_layout()
@@ -322,12 +322,12 @@ for column, (name, entry) in enumerate(gate_blocks.items()):
     else:
         block, x_in = entry, feature_map
     channel_gates, pixel_gates = effective_gates(block, x_in)
-    axes[0, column].imshow(channel_gates, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    axes[0, column].set_title(name, fontsize=8)
+    top = 2 if name.startswith("scSE") else 1                  # scSE's gate is a sum: (0, 2)
+    axes[0, column].imshow(channel_gates, aspect="auto", cmap="viridis", vmin=0, vmax=top)
     axes[0, column].set_xlabel("channel", fontsize=7)
     axes[0, column].set_ylabel("image", fontsize=7)
-    axes[1, column].imshow(pixel_gates, cmap="viridis", vmin=0,
-                           vmax=2 if name.startswith("scSE") else 1)    # scSE's sum: (0, 2)
+    axes[1, column].imshow(pixel_gates, cmap="viridis", vmin=0, vmax=top)
+    axes[0, column].set_title(f"{name}\n(colours 0 to {top})", fontsize=8)
     axes[1, column].set_xlabel("pixel gate, image 0", fontsize=7)
     for axis in axes[:, column]:
         axis.tick_params(labelsize=6)
