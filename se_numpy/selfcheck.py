@@ -196,12 +196,41 @@ def _block_cases(rng):
         elementwise=True, max_entries=8)
 
 
+def _attention_cases(rng):
+    """Effective SE, ECA, CBAM (each half, and whole) and scSE, alone and in a residual unit."""
+    from .nn.cbam import ChannelAttention, SpatialAttention
+    from .nn.residual import BasicBlock
+
+    x = distinct(rng, (2, 8, 4, 4))
+    modules = [
+        ("EffectiveSE (hard sigmoid)", lambda: nn.EffectiveSE(8, rng=18)),
+        ("ECA (k = 3)", lambda: nn.ECA(8, rng=19)),
+        ("CBAM channel attention (avg + max, shared MLP)",
+         lambda: ChannelAttention(8, 4, rng=20)),
+        ("CBAM spatial attention (channel mean/max, 7x7 conv, BN)",
+         lambda: SpatialAttention(7, rng=21)),
+        ("CBAM (channel, then spatial)", lambda: nn.CBAM(8, rd_ratio=0.5, rng=22)),
+        ("SCSE (cSE + sSE, C -> 1)", lambda: nn.SCSE(8, reduction=2, rng=23)),
+    ]
+    for name, build in modules:
+        yield name, x.shape, lambda build=build: check_module(build().astype(np.float64), x,
+                                                              elementwise=True)
+    block_input = rng.normal(size=(2, 8, 4, 4))
+    for name, placement in (("cbam", "standard"), ("eca", "identity")):
+        def block(name=name, placement=placement):
+            attention = nn.attention.create_attention(name, 8, rng=24)
+            unit = BasicBlock(8, 8, attention=attention, placement=placement, rng=25)
+            return check_module(unit.astype(np.float64), block_input, elementwise=True,
+                                max_entries=60)
+        yield f"BasicBlock + {name} ({placement})", block_input.shape, block
+
+
 def _load(module, arrays):
     for parameter, value in zip(module.parameters(), arrays):
         parameter.data = value
 
 
-CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases]
+CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases, _attention_cases]
 
 
 def run_checks(seed=0, only=None):

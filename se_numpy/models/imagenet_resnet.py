@@ -24,6 +24,9 @@ The "d" variants (He et al. 2019, "Bag of Tricks", ResNet-C and ResNet-D; timm's
     avg_down    the projection shortcut averages 2x2 first, then a stride-1 1x1 conv
                 (``nn.residual.avg_pool_shortcut``: downsample.0 pool, .1 conv, .2 BN)
 
+``ecaresnet50d`` (timm's name) is ResNet-50-D with ECA (Wang et al. 2020) where
+SE would be: after bn3, before the addition, key ``layer1.0.se.conv.weight``.
+
 The timm names (``seresnet18`` ... ``seresnext101_32x4d``) round the SE width
 with ``make_divisible(C / 16, 8)``; ``se_resnet18`` keeps the paper's C // 16.
 They differ only where C / 16 < 8 or is not a multiple of 8 (SE-ResNet-18/34's
@@ -67,6 +70,12 @@ TIMM_RESNETS = {
     "seresnext26d_32x4d": ((Bottleneck, (2, 2, 2, 2), 32, 4), True, True),
     "seresnext50_32x4d": (ARCHITECTURES["resnext50_32x4d"], True, False),
     "seresnext101_32x4d": (ARCHITECTURES["resnext101_32x4d"], True, False),
+}
+
+# timm name -> (architecture, attention variant, "d" variant?): ResNets named after
+# another attention block than SE (``nn/attention.py``), placed where timm puts SE
+TIMM_ATTENTION_RESNETS = {
+    "ecaresnet50d": (ARCHITECTURES["resnet50"], "eca", True),
 }
 
 
@@ -133,12 +142,14 @@ class ImageNetResNet(Network):
         self._finish()
 
 
-def _imagenet_builder(model_name, architecture, with_se, se_divisor=None, variant_d=False):
+def _imagenet_builder(model_name, architecture, with_se, se_divisor=None, variant_d=False,
+                      attention=None):
     block, layers, groups, base_width = architecture
 
     def build(in_channels=3, num_classes=1000, dtype=np.float32, seed=0, stride_in_1x1=False,
               drop_rate=0.0, **options):
-        se_config, rest = attention_config(model_name, 4, with_se, options, divisor=se_divisor)
+        se_config, rest = attention_config(model_name, 4, with_se, options, divisor=se_divisor,
+                                           default_attention=attention)
         if rest:
             raise TypeError(f"{model_name}: unexpected options {sorted(rest)}")
         return ImageNetResNet(block, layers, groups, base_width, stride_in_1x1, in_channels,
@@ -168,6 +179,12 @@ def _register_all():
             kind += ", SE width make_divisible(C/16, 8)"
         register(name, _imagenet_builder(name, architecture, with_se, 8 if with_se else None,
                                          variant_d), kind)
+    for name, (architecture, attention, variant_d) in TIMM_ATTENTION_RESNETS.items():
+        block, layers, _, _ = architecture
+        kind = f"timm's {name}: {block.__name__} x {layers}, deep stem, avg-pool shortcut, " \
+               f"{attention} in every block"
+        register(name, _imagenet_builder(name, architecture, False, None, variant_d, attention),
+                 kind)
 
 
 _register_all()

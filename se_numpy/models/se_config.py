@@ -115,15 +115,19 @@ def split_se_options(model_name, with_se, options):
     return se_options, options
 
 
-def attention_config(model_name, num_stages, with_se, options, divisor=None):
+def attention_config(model_name, num_stages, with_se, options, divisor=None,
+                     default_attention=None):
     """(``SEConfig`` or None, remaining options) for a model that takes ``attention=``.
 
     ``attention`` defaults to "se" on an SE model and to None (no attention) on a
     plain one, so ``create("resnet50", attention="cbam")`` and
     ``create("se_resnet50", attention=None)`` both work. ``divisor`` (timm's SE
-    width rounding) applies to SE only.
+    width rounding) applies to SE only. ``default_attention`` is the variant a
+    model is named after (timm's ``ecaresnet50d``: "eca").
     """
-    attention = options.pop("attention", "se" if with_se else None)
+    default_attention = default_attention or ("se" if with_se else None)
+    attention = options.pop("attention", default_attention)
+    with_se = with_se or default_attention is not None
     se_options, rest = split_se_options(model_name, with_se or attention is not None, options)
     if attention is None:
         if se_options:

@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 TIMM_NAMES = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "resnext50_32x4d", "resnext101_32x4d", "resnet50d",
+    "resnext50_32x4d", "resnext101_32x4d", "resnet50d", "ecaresnet50d",
     "seresnet18", "seresnet34", "seresnet50", "seresnet101", "seresnet152", "seresnet152d",
     "seresnext26d_32x4d", "seresnext50_32x4d", "seresnext101_32x4d",
     "legacy_seresnet18", "legacy_seresnet34", "legacy_seresnet50", "legacy_seresnet101",
@@ -45,6 +45,7 @@ PREPROCESSING = {
     "resnet18": _BICUBIC_95, "resnet34": _BICUBIC_95, "resnet50": _BICUBIC_95,
     "resnet101": _BICUBIC_95, "resnet152": _BICUBIC_95, "resnext50_32x4d": _BICUBIC_95,
     "resnext101_32x4d": _BILINEAR_875, "resnet50d": _BICUBIC_875,
+    "ecaresnet50d": _BICUBIC_875,
     "seresnet18": _BICUBIC_875, "seresnet34": _BICUBIC_875, "seresnet50": _BICUBIC_95,
     "seresnet101": _BICUBIC_875, "seresnet152": _BICUBIC_875,
     "seresnet152d": Preprocessing(256, "bicubic", 0.95),
