@@ -225,12 +225,59 @@ def _attention_cases(rng):
         yield f"BasicBlock + {name} ({placement})", block_input.shape, block
 
 
+def _relu_safe_shift(values):
+    """Per channel of an (N, C, H, W) map, the shift that puts 0 mid-way in the widest gap
+    between its values: afterwards no value lies near a ReLU's kink, and both sides occur."""
+    columns = np.sort(values.transpose(1, 0, 2, 3).reshape(values.shape[1], -1), axis=1)
+    gaps = np.diff(columns, axis=1)
+    widest = np.argmax(gaps, axis=1)
+    rows = np.arange(len(columns))
+    return -(columns[rows, widest] + columns[rows, widest + 1]) / 2
+
+
+def _attention_beyond_se_cases(rng):
+    from .nn.gather_excite import GatherExcite
+    from .nn.selective_kernel import SelectiveKernel
+
+    x = distinct(rng, (2, 4, 5, 6))
+
+    def gather_excite(extent, extra_params, use_mlp):
+        block = GatherExcite(4, extent=extent, extra_params=extra_params, use_mlp=use_mlp,
+                             rd_channels=2, rng=18).astype(np.float64)
+        if extra_params and "act1" in block.gather._order:
+            pre = block.gather.norm1(block.gather.conv1(x))
+            block.gather.norm1.bias.data = block.gather.norm1.bias.data + _relu_safe_shift(pre)
+        if use_mlp:
+            fc1 = block.mlp.fc1
+            fc1.bias.data = _relu_safe_shift(F.conv2d_forward(block.gather(x), fc1.weight.data)[0])
+        return check_module(block, x, mode="train", elementwise=True, max_entries=60)
+
+    for label, options in (("GE-θ⁻, extent 2", (2, False, False)),
+                           ("extent 0 with MLP (= SE)", (0, False, True)),
+                           ("GE-θ+, extent 4", (4, True, True))):
+        yield f"GatherExcite ({label})", x.shape, lambda options=options: gather_excite(*options)
+
+    def selective_kernel():
+        block = SelectiveKernel(4, 4, rd_channels=2, rng=19).astype(np.float64).train()
+        for path, part in zip(block.paths, block._path_inputs(x)):
+            path.bn.bias.data = path.bn.bias.data + _relu_safe_shift(
+                path.bn(path.conv(np.ascontiguousarray(part))))
+        paths = [path(np.ascontiguousarray(part))
+                 for path, part in zip(block.paths, block._path_inputs(x))]
+        z = F.path_squeeze_forward(paths)[0][:, :, None, None]
+        block.attn.bn.bias.data = block.attn.bn.bias.data + _relu_safe_shift(
+            block.attn.bn(block.attn.fc_reduce(z)))
+        return check_module(block, x, mode="train", elementwise=True, max_entries=60)
+    yield "SelectiveKernel (3x3 + dilated 3x3)", x.shape, selective_kernel
+
+
 def _load(module, arrays):
     for parameter, value in zip(module.parameters(), arrays):
         parameter.data = value
 
 
-CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases, _attention_cases]
+CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases, _attention_cases,
+               _attention_beyond_se_cases]
 
 
 def run_checks(seed=0, only=None):

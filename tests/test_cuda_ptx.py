@@ -55,11 +55,19 @@ def _signature(op):
                            if role != contract.SHAPE) + ")"
 
 
-# gather.py's wrappers launch several kernels each, listed in its own KERNELS (no one-row signature)
 SIGNATURES = {f"{op.name}_kernel": _signature(op) for op in contract.CONTRACT
-              if op.file in contract.GPU_FILES and op.file != "gather"}
+              if op.file in contract.GPU_FILES}
 SIGNATURES["squeeze_forward_naive_kernel"] = SIGNATURES["squeeze_forward_kernel"]
 SIGNATURES["squeeze_forward_shuffle_kernel"] = SIGNATURES["squeeze_forward_kernel"]
+# the Gather-Excite kernels see maps and gates as (N·C, H, W) planes, plus the window
+# bounds or nearest-source indices the host computes (kernels/cuda/gather.py)
+PLANES, WINDOWS, SOURCES = "T[:, :, ::1]", "int64[:, ::1]", "int64[::1]"
+SIGNATURES.update({
+    "ge_gather_forward_kernel": f"({PLANES}, {PLANES}, {WINDOWS}, {WINDOWS})",
+    "ge_gather_backward_kernel": f"({PLANES}, {PLANES}, {WINDOWS}, {WINDOWS}, int64)",
+    "ge_excite_forward_kernel": f"({PLANES}, {PLANES}, {PLANES}, {SOURCES}, {SOURCES})",
+    "ge_excite_dgate_kernel": f"({PLANES}, {PLANES}, {PLANES}, {SOURCES}, {SOURCES})",
+})
 
 # Any PTX instruction or register with a float64 type: add.f64, fma.rn.f64,
 # cvt.f64.f32, ld.global.f64, mov.f64, .reg .f64 ...

@@ -116,7 +116,10 @@ CONTRACT = (
 OPS = {op.name: op for op in CONTRACT}
 FILES = ("se", "conv", "norm", "pool", "channel_pool", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
-GPU_FILES = ("se", "channel_pool", "gather")
+GPU_FILES = ("se", "channel_pool")
+# GPU kernels whose host functions also pass index arrays they compute (windows, nearest
+# sources), so the GPU benchmark and the PTX test cannot launch them from the roles alone
+GPU_FILES_WITH_GEOMETRY = ("gather",)
 
 
 def conv_output_size(size, kernel, stride, padding, dilation=1):

@@ -36,12 +36,14 @@ class CifarResNet(Network):
         in_channels, num_classes: image channels and classifier outputs.
         se_config: an ``SEConfig`` for SE-ResNets, None for plain ones.
         dtype, seed: parameter dtype; int seed or Generator for initialisation.
+        block, block_options: the residual unit and its extra keywords (``BasicBlock``;
+            the SK ResNets: ``SelectiveKernelBasic`` with ``sk_options``).
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes).
     """
 
     def __init__(self, blocks_per_stage, widths=(16, 32, 64), in_channels=3, num_classes=10,
-                 se_config=None, dtype=np.float32, seed=0):
+                 se_config=None, dtype=np.float32, seed=0, block=BasicBlock, block_options=None):
         super().__init__()
         if len(widths) != 3:
             raise ValueError(f"widths: expected three stage widths, got {tuple(widths)}")
@@ -53,10 +55,10 @@ class CifarResNet(Network):
         self.relu = ReLU()
         channels = widths[0]
         for stage_index, width in enumerate(widths):
-            stage, channels = residual_stage(BasicBlock, channels, width, blocks_per_stage,
+            stage, channels = residual_stage(block, channels, width, blocks_per_stage,
                                              stride=1 if stage_index == 0 else 2,
                                              stage_index=stage_index, se_config=se_config,
-                                             dtype=dtype, rng=rng)
+                                             dtype=dtype, rng=rng, **(block_options or {}))
             setattr(self, f"layer{stage_index + 1}", stage)
         self.avgpool = GlobalAvgPool()
         self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)

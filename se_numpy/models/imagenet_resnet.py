@@ -105,13 +105,14 @@ class ImageNetResNet(Network):
             num_classes=0 gives the pooled features (N, C) instead of logits.
         deep_stem, avg_down: the "d" variant's stem and shortcut (module docstring).
         drop_rate: dropout before the classifier (timm's ``drop_rate``).
+        block_options: more keywords for every block (the SK units' ``sk_options``).
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes).
     """
 
     def __init__(self, block, layers, groups=1, base_width=64, stride_in_1x1=False,
                  in_channels=3, num_classes=1000, se_config=None, dtype=np.float32, seed=0,
-                 deep_stem=False, avg_down=False, drop_rate=0.0):
+                 deep_stem=False, avg_down=False, drop_rate=0.0, block_options=None):
         super().__init__()
         rng = as_generator(seed)
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
@@ -123,12 +124,13 @@ class ImageNetResNet(Network):
         self.bn1 = BatchNorm2d(64, dtype=dtype)
         self.relu = ReLU()
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
-        block_options = {}
-        if block is Bottleneck:
+        extra_options, block_options = block_options or {}, {}
+        if block.expansion == 4:     # Bottleneck, SelectiveKernelBottleneck
             block_options = {"groups": groups, "base_width": base_width,
                              "stride_in_1x1": stride_in_1x1}
         elif (groups, base_width) != (1, 64):
             raise ValueError("groups/base_width: BasicBlock supports only groups=1, base_width=64")
+        block_options.update(extra_options)
         channels = 64
         for stage_index, (planes, num_blocks) in enumerate(zip(STAGE_PLANES, layers)):
             stage, channels = residual_stage(block, channels, planes, num_blocks,

@@ -20,6 +20,7 @@ TIMM_NAMES = (
     "legacy_seresnext101_32x4d", "legacy_senet154",
     "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0",
     "regnety_002", "regnety_004", "mobilenetv1_100",
+    "skresnet18", "skresnet34", "skresnet50", "skresnext50_32x4d",
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -60,6 +61,8 @@ PREPROCESSING = {
     "efficientnet_b0": _BICUBIC_875, "regnety_002": _BICUBIC_875,
     "regnety_004": Preprocessing(224, "bicubic", 0.965),
     "mobilenetv1_100": Preprocessing(224, "bicubic", 0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "skresnet18": _BICUBIC_875, "skresnet34": _BICUBIC_875, "skresnet50": _BICUBIC_875,
+    "skresnext50_32x4d": _BICUBIC_875,
 }
 
 # Models that are not timm's (se_resnet50, mobilenet_v1, ...) get timm's default configuration.

@@ -28,7 +28,7 @@ squeeze_forward_shuffle = contract.checked(contract.OPS["squeeze_forward"],
 # every GPU kernel by name, for the PTX test and the benchmark
 KERNELS = {wrapper.kernel.py_func.__name__: wrapper.kernel for wrapper in (
     *(getattr(globals()[op.file], op.name) for op in contract.CONTRACT
-      if op.file in contract.GPU_FILES and op.file != "gather"),
+      if op.file in contract.GPU_FILES),
     se.squeeze_forward_naive, se.squeeze_forward_shuffle)}
 KERNELS.update({kernel.py_func.__name__: kernel for kernel in gather.KERNELS})
 

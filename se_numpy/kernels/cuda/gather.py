@@ -15,7 +15,7 @@ loop, so consecutive threads write consecutive addresses:
   host, H + W int64 numbers).
 * the dgate half of the backward: a gate cell's thread sums dy·x over the
   rectangle of pixels it covers (the sources are non-decreasing, so the
-  rectangle is ``first_pixel[p] .. first_pixel[p+1]``), no atomics, the same
+  rectangle is ``source_runs``' run p by run q), no atomics, the same
   order every run.
 
 float32 kernels accumulate in float32 (``kernels/cuda/se.py`` says why).
@@ -23,8 +23,15 @@ float32 kernels accumulate in float32 (``kernels/cuda/se.py`` says why).
 import numpy as np
 from numba import cuda
 
-from ..numpy.gather import extent_windows, nearest_sources
+from ..numpy.gather import extent_windows, nearest_sources, source_runs
 from .launch import is_device_array, launch_threads, new_output, to_device
+
+
+@cuda.jit(device=True)
+def _position(flat, height, width):
+    """(plane, row, column) of element ``flat`` of (planes, height, width) C-ordered."""
+    plane, inside = flat // (height * width), flat % (height * width)
+    return plane, inside // width, inside % width
 
 
 # ============================================================================ gather
@@ -34,8 +41,7 @@ def ge_gather_forward_kernel(x, out, row_windows, column_windows):
     cells_h, cells_w = out.shape[1], out.shape[2]
     start, step = cuda.grid(1), cuda.gridsize(1)
     for flat in range(start, out.shape[0] * cells_h * cells_w, step):
-        r, cell = flat // (cells_h * cells_w), flat % (cells_h * cells_w)
-        p, q = cell // cells_w, cell % cells_w
+        r, p, q = _position(flat, cells_h, cells_w)
         total = x.dtype.type(0)
         for i in range(row_windows[p, 0], row_windows[p, 1]):
             for j in range(column_windows[q, 0], column_windows[q, 1]):
@@ -52,8 +58,7 @@ def ge_gather_backward_kernel(dg, dx, row_windows, column_windows, extent):
     cells_h, cells_w = dg.shape[1], dg.shape[2]
     start, step = cuda.grid(1), cuda.gridsize(1)
     for flat in range(start, dx.shape[0] * height * width, step):
-        r, pixel = flat // (height * width), flat % (height * width)
-        i, j = pixel // width, pixel % width
+        r, i, j = _position(flat, height, width)
         total = dx.dtype.type(0)
         for p in range(i // extent, min((i + extent - 1) // extent, cells_h - 1) + 1):
             rows = row_windows[p, 1] - row_windows[p, 0]
@@ -70,8 +75,7 @@ def ge_excite_forward_kernel(x, gate, out, source_rows, source_columns):
     height, width = x.shape[1], x.shape[2]
     start, step = cuda.grid(1), cuda.gridsize(1)
     for flat in range(start, x.shape[0] * height * width, step):
-        r, pixel = flat // (height * width), flat % (height * width)
-        i, j = pixel // width, pixel % width
+        r, i, j = _position(flat, height, width)
         out[r, i, j] = x[r, i, j] * gate[r, source_rows[i], source_columns[j]]
 
 
@@ -81,8 +85,7 @@ def ge_excite_dgate_kernel(dy, x, dgate, first_rows, first_columns):
     cells_h, cells_w = dgate.shape[1], dgate.shape[2]
     start, step = cuda.grid(1), cuda.gridsize(1)
     for flat in range(start, dgate.shape[0] * cells_h * cells_w, step):
-        r, cell = flat // (cells_h * cells_w), flat % (cells_h * cells_w)
-        p, q = cell // cells_w, cell % cells_w
+        r, p, q = _position(flat, cells_h, cells_w)
         total = x.dtype.type(0)
         for i in range(first_rows[p], first_rows[p + 1]):
             for j in range(first_columns[q], first_columns[q + 1]):
@@ -135,11 +138,6 @@ def ge_excite_forward(x, gate):
     return _returned([out], not is_device_array(x))
 
 
-def _first_pixels(out_size, in_size):
-    """first[p] = the first output row reading source row p; first[in_size] = out_size."""
-    return np.searchsorted(nearest_sources(out_size, in_size), np.arange(in_size + 1))
-
-
 def ge_excite_backward(dy, x, gate):
     """(dx, dgate): dx = dy · U(gate) per pixel; dgate per gate cell over the pixels it covers."""
     dy_planes, x_planes = _planes(to_device(dy)), _planes(to_device(x))
@@ -149,8 +147,8 @@ def ge_excite_backward(dy, x, gate):
                                                       *_sources(x.shape, gate.shape))
     launch_threads(ge_excite_dgate_kernel, dgate.size)(
         dy_planes, x_planes, _planes(dgate),
-        to_device(_first_pixels(x.shape[2], gate.shape[2])),
-        to_device(_first_pixels(x.shape[3], gate.shape[3])))
+        to_device(source_runs(x.shape[2], gate.shape[2])),
+        to_device(source_runs(x.shape[3], gate.shape[3])))
     return _returned([dx, dgate], not is_device_array(dy))
 
 

@@ -46,16 +46,22 @@ def _selection_matrix(out_size, in_size):
     return matrix
 
 
+def source_runs(out_size, in_size):
+    """first[p] .. first[p+1] − 1 are the output rows that read source row p (the sources never
+    decrease, so each source covers one run of rows); int64 (in_size + 1,)."""
+    return np.searchsorted(nearest_sources(out_size, in_size), np.arange(in_size + 1))
+
+
 def ge_gather_forward(x, extent):
     """g = A_h · x · A_wᵀ per channel map: the window means.  (N,C,H,W) -> (N,C,oh,ow)."""
     rows, columns = _averaging_matrix(x.shape[2], extent), _averaging_matrix(x.shape[3], extent)
-    return np.einsum("ph,nchw,qw->ncpq", rows, x, columns, dtype=np.float64).astype(x.dtype)
+    return (rows @ x.astype(np.float64) @ columns.T).astype(x.dtype)
 
 
 def ge_gather_backward(dg, x_shape, extent):
     """dx = A_hᵀ · dg · A_w: each cell's gradient shared by the 1/count of its window."""
     rows, columns = _averaging_matrix(x_shape[2], extent), _averaging_matrix(x_shape[3], extent)
-    return np.einsum("ph,ncpq,qw->nchw", rows, dg, columns, dtype=np.float64).astype(dg.dtype)
+    return (rows.T @ dg.astype(np.float64) @ columns).astype(dg.dtype)
 
 
 def ge_excite_forward(x, gate):
@@ -69,5 +75,5 @@ def ge_excite_backward(dy, x, gate):
     rows = _selection_matrix(x.shape[2], gate.shape[2])
     columns = _selection_matrix(x.shape[3], gate.shape[3])
     dx = ge_excite_forward(dy, gate)
-    dgate = np.einsum("hp,nchw,wq->ncpq", rows, dy * x, columns, dtype=np.float64)
+    dgate = rows.T @ (dy.astype(np.float64) * x) @ columns
     return dx, dgate.astype(gate.dtype)
