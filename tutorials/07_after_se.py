@@ -258,10 +258,10 @@ if summary is not None:
     print(f"lowest final test accuracy of any run: {lowest:.1f}% (chance {CHANCE:.0f}%)")
     for row in rows:
         if row["baseline"]:
-            print(f"{row['name']:10s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  baseline")
+            print(f"{row['name']:13s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  baseline")
             continue
         verdict = "significant" if row["significant"] else "NOT significant"
-        print(f"{row['name']:10s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  "
+        print(f"{row['name']:13s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  "
               f"{row['difference']:+.2f} points vs {table['baseline']}, {verdict} at p < 0.05 "
               f"over {SEEDS} seeds (p = {row['p']:.3f}), {row['params']:,d} params")
     if not learned:
