@@ -216,8 +216,9 @@ untrained = {name: block for name, block in make_blocks(16).items()
 # with several seeds on the embedded data, beside the plain net; the
 # statistics are those of tutorial 6 (paired t-test against SE over seeds).
 # The budget is smaller than tutorial 6's (3 000 images x 6 epochs in full
-# mode, against 6 000 x 8) so that every variant x 3 seeds fits in a
-# lecture's break; the printed lines say whether the nets learned at it.
+# mode, against 6 000 x 8: each run trains on 3/8 as many images), because
+# the table has six variants; the printed lines say whether the nets learned
+# at it.
 
 # %%
 ABLATION_DIR = OUT / "ablation"
