@@ -18,25 +18,13 @@
 # NumPy arrays.
 
 # %% [markdown]
-# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
-# the next cell installs it, with its dependencies, from the clone this
-# notebook sits in. Where `se_numpy` is already installed, and when the file
-# runs as a script, it does nothing.
+# **Setup (notebooks only).** The next cell runs `tutorials/_setup.py`,
+# which installs `se_numpy` from this clone when the kernel does not have it
+# yet (a fresh environment) and otherwise does nothing. In the `.py` file
+# the line is a comment, so a script skips it.
 
 # %%
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
-
-if importlib.util.find_spec("se_numpy") is None:
-    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
-             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
-    if not clone:
-        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
-                           "it: clone the repository and open the notebook there")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
-    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+# %run _setup.py
 
 # %%
 import copy
@@ -96,9 +84,10 @@ rng = np.random.default_rng(0)
 # | float32 | 1.2e-7   | 3e-4, 3e-4        | 5e-3, 2e-5        |
 # | float64 | 2.2e-16  | 1.5e-8, 1.5e-8    | 6e-6, 4e-11       |
 #
-# So: check in float64, with central differences, at `h ≈ 6e-6` (this is
-# `STEP_SCALE` in the checker). A float32 check cannot tell an error of
-# 1e-5 from rounding noise. Let us measure it on an SE block.
+# So: check in float64, with central differences, starting from `h ≈ 6e-6`
+# (`STEP_SCALE`, the checker's first step; below we see how it adapts it).
+# In float32 the best error is of order 1e-5: such a check cannot tell an
+# error of that size from rounding noise. Let us measure it on an SE block.
 
 # %%
 # A 1x1 map: on a large map one pixel moves the mean z by only 1/(HW), so L is

@@ -1,6 +1,6 @@
 """One call that writes a figure to disk and, inside a notebook, also shows it.
 
-    show(fig, OUT / "gates.png")       # as a script: the PNG; in Jupyter: the PNG and the image inline
+    show(fig, OUT / "gates.png")    # script: writes the PNG; Jupyter: writes it and shows it
 
 The tutorials run both as scripts and as notebooks (jupytext). A script has
 no screen, so every figure is written to a file; a notebook should show the
