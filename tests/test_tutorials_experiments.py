@@ -103,7 +103,7 @@ def test_find_the_bug_as_a_notebook_shows_its_figure_inline(tmp_path, monkeypatc
     from test_tutorial_notebooks import execute_as_notebook, inline_images
     monkeypatch.setenv("SE_NUMPY_TUTORIAL_OUT", str(tmp_path))
     monkeypatch.delenv("MPLBACKEND", raising=False)
-    notebook = execute_as_notebook(TUTORIALS / "08_find_the_bug.py", tmp_path)
+    notebook = execute_as_notebook(TUTORIALS / "08_find_the_bug.py")
     errors = [output for cell in notebook.cells for output in cell.get("outputs", [])
               if output.get("output_type") == "error"]
     assert not errors, f"a cell raised {errors[0].get('ename')}: {errors[0].get('evalue')}"

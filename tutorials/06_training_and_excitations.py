@@ -26,25 +26,13 @@
 # what it means.
 
 # %% [markdown]
-# **Setup.** In a fresh notebook environment (a kernel without `se_numpy`)
-# the next cell installs it, with its dependencies, from the clone this
-# notebook sits in. Where `se_numpy` is already installed, and when the file
-# runs as a script, it does nothing.
+# **Setup (notebooks only).** The next cell runs `tutorials/_setup.py`,
+# which installs `se_numpy` from this clone when the kernel does not have it
+# yet (a fresh environment) and otherwise does nothing. In the `.py` file
+# the line is a comment, so a script skips it.
 
 # %%
-import importlib.util
-import subprocess
-import sys
-from pathlib import Path
-
-if importlib.util.find_spec("se_numpy") is None:
-    clone = [folder for folder in (Path.cwd(), *Path.cwd().parents)
-             if (folder / "pyproject.toml").is_file() and (folder / "se_numpy" / "__init__.py").is_file()]
-    if not clone:
-        raise RuntimeError("se_numpy is not installed and this folder is not inside a clone of "
-                           "it: clone the repository and open the notebook there")
-    subprocess.run([sys.executable, "-m", "pip", "install", "-e", str(clone[0])], check=True)
-    sys.path.insert(0, str(clone[0]))      # importable in this kernel without a restart
+# %run _setup.py
 
 # %%
 import json
