@@ -1,7 +1,14 @@
 """One SGD training step of SE-ResNet-20 (batch 128, 3 x 32 x 32), se_numpy against PyTorch CPU.
 
     python benchmarks/bench_train_step.py                       # se_numpy backends only
-    python benchmarks/bench_train_step.py --torch-python /tmp/torchvenv/bin/python
+    python benchmarks/bench_train_step.py --torch-python /tmp/torchvenv/bin/python --threads 2
+    ... --rows se_resnet20:float32,resnet20:float32,se_resnet20:float64
+
+Each row of ``--rows`` is a model (``se_resnet20`` or ``resnet20``) and a
+dtype; every row is timed against PyTorch in its own alternating rounds.
+Threads: ``--threads`` N is given to ``torch.set_num_threads``, to Numba
+(``numba.set_num_threads``) and to the BLAS NumPy loaded (threadpoolctl), so
+both frameworks use the same cores.
 
 A step is forward, cross-entropy, backward and an SGD update with momentum 0.9
 (the trainer's inner loop). The script times it on each CPU backend
@@ -11,7 +18,7 @@ the same network in PyTorch eager mode (same architecture: the se_numpy weights
 are loaded into it and the logits compared) and reports the time ratio.
 PyTorch is never a dependency of the project: keep it in a separate venv.
 
-The figure of merit is the ratio se_numpy / PyTorch (target: <= 2). Times are
+The figure of merit is the ratio se_numpy / PyTorch (target: <= 1). Times are
 the median of ``--repeats`` steps after ``--warmup`` untimed ones. On a shared
 machine the load changes from second to second, so the two are timed in
 ``--rounds`` alternating rounds (se_numpy, then PyTorch, then se_numpy, ...);
@@ -29,11 +36,13 @@ from collections import defaultdict
 import numpy as np
 
 MODEL, BATCH, IMAGE = "se_resnet20", 128, (3, 32, 32)
+MODELS = ("se_resnet20", "resnet20")
+DEFAULT_ROWS = "se_resnet20:float32,resnet20:float32,se_resnet20:float64"
 
 
-def _inputs(batch, seed=0):
+def _inputs(batch, seed=0, dtype=np.float32, image=IMAGE):
     rng = np.random.default_rng(seed)
-    x = rng.standard_normal((batch,) + IMAGE).astype(np.float32)
+    x = rng.standard_normal((batch,) + tuple(image)).astype(dtype)
     labels = rng.integers(0, 10, batch)
     return x, labels
 
@@ -49,13 +58,14 @@ def _numpy_step_fn(model, loss_fn, optimizer):
     return step
 
 
-def time_se_numpy(backend, batch, warmup, repeats):
+def time_se_numpy(backend, batch, warmup, repeats, model_name=MODEL, dtype="float32",
+                  image=IMAGE):
     import se_numpy as sn
     sn.use_backend(backend)
-    model = sn.models.create(MODEL, num_classes=10, seed=0)
+    model = sn.models.create(model_name, num_classes=10, seed=0, dtype=np.dtype(dtype))
     optimizer = sn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     step = _numpy_step_fn(model, sn.nn.CrossEntropyLoss(), optimizer)
-    x, labels = _inputs(batch)
+    x, labels = _inputs(batch, dtype=dtype, image=image)
     for _ in range(warmup):                    # includes Numba compilation on the first call
         step(x, labels)
     times = []
@@ -113,21 +123,22 @@ from torch import nn
 torch.manual_seed(0)
 batch, warmup, repeats = (int(v) for v in sys.argv[1:4])
 torch.set_num_threads(int(sys.argv[4]))
+with_se, dtype = sys.argv[6] == "se_resnet20", getattr(torch, sys.argv[7])
+size = int(sys.argv[8])
 
-class SE(nn.Module):
+class SE(nn.Module):     # the excitation FCs as 1x1 convolutions, as se_numpy stores them
     def __init__(self, c, r=16):
         super().__init__()
-        self.fc1 = nn.Linear(c, max(1, c // r)); self.fc2 = nn.Linear(max(1, c // r), c)
+        self.fc1 = nn.Conv2d(c, max(1, c // r), 1); self.fc2 = nn.Conv2d(max(1, c // r), c, 1)
     def forward(self, x):
-        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3))))))
-        return x * s[:, :, None, None]
+        return x * torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
 
 class Block(nn.Module):
     def __init__(self, cin, cout, stride):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False); self.bn1 = nn.BatchNorm2d(cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False); self.bn2 = nn.BatchNorm2d(cout)
-        self.se = SE(cout)
+        self.se = SE(cout) if with_se else nn.Identity()
         self.downsample = None
         if stride != 1 or cin != cout:
             self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
@@ -154,14 +165,14 @@ class SEResNet20(nn.Module):
         x = self.layer3(self.layer2(self.layer1(x)))
         return self.fc(x.mean((2, 3)))
 
-model = SEResNet20()
+model = SEResNet20().to(dtype)
 result = {}
 state_path = sys.argv[5] if len(sys.argv) > 5 else ""
 if state_path:
     # same weights as the se_numpy model: the logits must agree if the architectures do
     with np.load(state_path) as saved:
         state = {k: torch.from_numpy(saved[k].copy()) for k in saved.files if k != "x"}
-        x_check = torch.from_numpy(saved["x"])
+        x_check = torch.from_numpy(saved["x"]).to(dtype)
     missing, unexpected = model.load_state_dict(state, strict=False)
     result["state_dict_mismatch"] = [str(k) for k in list(missing) + list(unexpected)]
     model.eval()
@@ -171,7 +182,7 @@ if state_path:
 opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
 loss_fn = nn.CrossEntropyLoss()
 rng = np.random.default_rng(0)
-x = torch.from_numpy(rng.standard_normal((batch, 3, 32, 32)).astype(np.float32))
+x = torch.from_numpy(rng.standard_normal((batch, 3, size, size))).to(dtype)
 y = torch.from_numpy(rng.integers(0, 10, batch))
 def step():
     opt.zero_grad(set_to_none=True)
@@ -188,50 +199,36 @@ print(json.dumps(result))
 '''
 
 
-def time_torch(python, batch, warmup, repeats, threads, state_path):
+def time_torch(python, batch, warmup, repeats, threads, state_path, model_name=MODEL,
+               dtype="float32", image=IMAGE):
     completed = subprocess.run([python, "-c", TORCH_CODE, str(batch), str(warmup), str(repeats),
-                                str(threads), state_path], capture_output=True, text=True)
+                                str(threads), state_path, model_name, dtype, str(image[1])],
+                               capture_output=True, text=True)
     if completed.returncode != 0:
         raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
 
 
-def _save_reference(path):
+def _save_reference(path, model_name=MODEL, dtype="float32"):
     """se_numpy's initial weights and eval-mode logits on 4 images, for the architecture check."""
     import se_numpy as sn
     sn.use_backend("numpy")
-    model = sn.models.create(MODEL, num_classes=10, seed=0).eval()
-    x, _ = _inputs(4, seed=1)
+    model = sn.models.create(model_name, num_classes=10, seed=0, dtype=np.dtype(dtype)).eval()
+    x, _ = _inputs(4, seed=1, dtype=dtype)
     np.savez(path, x=x, **model.state_dict())
     return model(x)
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=BATCH)
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--backends", default="numpy,numba")
-    parser.add_argument("--torch-python", default=None,
-                        help="a Python interpreter with torch installed (separate venv)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count())
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="alternating se_numpy / PyTorch timing rounds (ratio: their median)")
-    parser.add_argument("--json", default=None, help="also write the results here")
-    args = parser.parse_args(argv)
+def set_threads(threads):
+    """Numba's thread count and the BLAS's (threadpoolctl) to ``threads``, as torch gets."""
+    import numba
+    import threadpoolctl
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    threadpoolctl.threadpool_limits(threads, user_api="blas")
 
-    results = {"model": MODEL, "batch": args.batch, "cpu_count": os.cpu_count(), "backends": {}}
-    for backend in args.backends.split(","):
-        seconds = time_se_numpy(backend, args.batch, args.warmup, args.repeats)
-        results["backends"][backend] = seconds
-        print(f"se_numpy [{backend:5s}] train step: {seconds * 1000:8.1f} ms")
-    fastest = min(results["backends"], key=results["backends"].get)
-    results["fastest"] = fastest
-    print(f"fastest CPU backend: {fastest}")
 
-    breakdown = layer_breakdown(fastest, args.batch)
-    results["breakdown"] = breakdown
-    print(f"\nper-layer time on {fastest} (ms per step; forward / backward)")
+def print_breakdown(breakdown, backend):
+    print(f"\nper-layer time on {backend} (ms per step; forward / backward)")
     for prefix, title in (("child:", "by top-level child"), ("kind:", "by layer kind")):
         print(f"  {title}:")
         names = sorted({key.split(".")[0] for key in breakdown if key.startswith(prefix)},
@@ -241,7 +238,6 @@ def main(argv=None):
             forward = breakdown.get(name + ".forward", 0.0) * 1000
             backward = breakdown.get(name + ".backward", 0.0) * 1000
             print(f"    {name[len(prefix):]:<16}{forward:9.1f} /{backward:9.1f}")
-
     for method in ("forward", "backward"):
         children = sum(v for k, v in breakdown.items() if k.startswith("child:")
                        and k.endswith(method))
@@ -251,44 +247,97 @@ def main(argv=None):
           f"{breakdown['unattributed.backward'] * 1000:9.1f}   (SE gating inside blocks, "
           "residual additions, block glue)")
 
-    if args.torch_python:
-        import tempfile
-        with tempfile.TemporaryDirectory() as directory:
-            state_path = os.path.join(directory, "reference.npz")
-            reference_logits = _save_reference(state_path)
+
+def compare_with_torch(args, backend, model_name, dtype, first_time):
+    """Alternating rounds of se_numpy and PyTorch for one (model, dtype) row."""
+    import tempfile
+    with tempfile.TemporaryDirectory() as directory:
+        state_path = os.path.join(directory, "reference.npz")
+        reference_logits = _save_reference(state_path, model_name, dtype)
+        torch_result = time_torch(args.torch_python, args.batch, args.warmup, args.repeats,
+                                  args.threads, state_path, model_name, dtype)
+    difference = float(np.max(np.abs(np.array(torch_result["logits"]) - reference_logits)))
+    row = {"model": model_name, "dtype": dtype, "rounds": [],
+           "max_logit_difference": difference,
+           "state_dict_mismatch": torch_result["state_dict_mismatch"],
+           "torch": torch_result["torch"], "torch_threads": torch_result["threads"]}
+    for round_index in range(args.rounds):
+        if round_index > 0:            # round 0's PyTorch time is the run above
             torch_result = time_torch(args.torch_python, args.batch, args.warmup, args.repeats,
-                                      args.threads, state_path)
-        difference = float(np.max(np.abs(np.array(torch_result["logits"]) - reference_logits)))
-        mismatch = torch_result["state_dict_mismatch"]
-        rounds = []
-        for round_index in range(args.rounds):
-            if round_index > 0:            # round 0's PyTorch time is the run above
-                torch_result = time_torch(args.torch_python, args.batch, args.warmup,
-                                          args.repeats, args.threads, "")
-            ours = (results["backends"][fastest] if round_index == 0
-                    else time_se_numpy(fastest, args.batch, args.warmup, args.repeats))
-            rounds.append({"se_numpy": ours, "torch": torch_result["seconds"],
-                           "ratio": ours / torch_result["seconds"],
-                           "load_average": os.getloadavg()[0]})
-            print(f"round {round_index + 1}: se_numpy[{fastest}] {ours * 1000:7.1f} ms, PyTorch "
-                  f"{torch_result['seconds'] * 1000:7.1f} ms, ratio {rounds[-1]['ratio']:.2f}  "
-                  f"(load average {rounds[-1]['load_average']:.2f})")
-        results["rounds"] = rounds
-        results["torch"] = {key: torch_result[key] for key in ("seconds", "torch", "threads")}
-        results["torch"]["seconds"] = float(np.median([r["torch"] for r in rounds]))
-        results["torch"]["max_logit_difference"] = difference
-        results["torch"]["state_dict_mismatch"] = mismatch
-        ratio = float(np.median([r["ratio"] for r in rounds]))
-        results["ratio_to_torch"] = ratio
-        print(f"\nPyTorch {torch_result['torch']} CPU eager ({torch_result['threads']} threads): "
-              f"{results['torch']['seconds'] * 1000:.1f} ms per step (median of the rounds)")
-        print(f"same architecture check: max |logit difference| = {difference:.2e} "
-              f"(state-dict mismatches: {results['torch']['state_dict_mismatch'] or 'none'})")
-        print(f"ratio se_numpy[{fastest}] / PyTorch = {ratio:.2f}  (median of {args.rounds} "
-              f"alternating rounds; target <= 2)")
+                                      args.threads, "", model_name, dtype)
+        ours = (first_time if round_index == 0 and first_time is not None
+                else time_se_numpy(backend, args.batch, args.warmup, args.repeats,
+                                   model_name, dtype))
+        row["rounds"].append({"se_numpy": ours, "torch": torch_result["seconds"],
+                              "ratio": ours / torch_result["seconds"],
+                              "load_average": os.getloadavg()[0]})
+        last = row["rounds"][-1]
+        print(f"  round {round_index + 1}: se_numpy[{backend}] {ours * 1000:7.1f} ms, PyTorch "
+              f"{last['torch'] * 1000:7.1f} ms, ratio {last['ratio']:.2f}  "
+              f"(load average {last['load_average']:.2f})")
+    row["se_numpy_seconds"] = float(np.median([r["se_numpy"] for r in row["rounds"]]))
+    row["torch_seconds"] = float(np.median([r["torch"] for r in row["rounds"]]))
+    row["ratio_to_torch"] = float(np.median([r["ratio"] for r in row["rounds"]]))
+    return row
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--backends", default="numpy,numba")
+    parser.add_argument("--rows", default=DEFAULT_ROWS,
+                        help="model:dtype pairs, comma-separated (models: se_resnet20, resnet20)")
+    parser.add_argument("--torch-python", default=None,
+                        help="a Python interpreter with torch installed (separate venv)")
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating se_numpy / PyTorch timing rounds (ratio: their median)")
+    parser.add_argument("--no-breakdown", action="store_true", help="skip the per-layer table")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    rows = [tuple(item.split(":")) for item in args.rows.split(",")]
+    for row in rows:
+        if len(row) != 2 or row[0] not in MODELS or row[1] not in ("float32", "float64"):
+            parser.error(f"--rows: expected model:dtype with model in {MODELS} and dtype "
+                         f"float32 or float64, got {':'.join(row)!r}")
+    set_threads(args.threads)
+
+    results = {"model": MODEL, "batch": args.batch, "cpu_count": os.cpu_count(),
+               "threads": args.threads, "backends": {}}
+    for backend in args.backends.split(","):
+        seconds = time_se_numpy(backend, args.batch, args.warmup, args.repeats)
+        results["backends"][backend] = seconds
+        print(f"se_numpy [{backend:5s}] {MODEL} float32 train step: {seconds * 1000:8.1f} ms  "
+              f"(load average {os.getloadavg()[0]:.2f})")
+    fastest = min(results["backends"], key=results["backends"].get)
+    results["fastest"] = fastest
+    print(f"fastest CPU backend: {fastest}")
+
+    if not args.no_breakdown:
+        results["breakdown"] = layer_breakdown(fastest, args.batch)
+        print_breakdown(results["breakdown"], fastest)
+
+    if args.torch_python:
+        results["rows"] = []
+        for model_name, dtype in rows:
+            print(f"\n{model_name} {dtype}, batch {args.batch}, {args.threads} threads:")
+            first = (results["backends"][fastest] if (model_name, dtype) == (MODEL, "float32")
+                     else None)
+            row = compare_with_torch(args, fastest, model_name, dtype, first)
+            results["rows"].append(row)
+            print(f"  same architecture check: max |logit difference| = "
+                  f"{row['max_logit_difference']:.2e} (state-dict mismatches: "
+                  f"{row['state_dict_mismatch'] or 'none'})")
+            print(f"  ratio se_numpy[{fastest}] / PyTorch {row['torch']} = "
+                  f"{row['ratio_to_torch']:.2f}  ({row['se_numpy_seconds'] * 1000:.1f} ms / "
+                  f"{row['torch_seconds'] * 1000:.1f} ms, median of {args.rounds} alternating "
+                  f"rounds; target <= 1)")
+        results["ratio_to_torch"] = results["rows"][0]["ratio_to_torch"]
     if args.json:
-        with open(args.json, "w") as handle:
-            json.dump(results, handle, indent=2)
+        from se_numpy.atomic import atomic_write
+        atomic_write(args.json, lambda stream: stream.write(json.dumps(results, indent=2).encode()))
     return 0
 
 

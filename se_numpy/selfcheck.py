@@ -196,12 +196,88 @@ def _block_cases(rng):
         elementwise=True, max_entries=8)
 
 
+def _attention_cases(rng):
+    """Effective SE, ECA, CBAM (each half, and whole) and scSE, alone and in a residual unit."""
+    from .nn.cbam import ChannelAttention, SpatialAttention
+    from .nn.residual import BasicBlock
+
+    x = distinct(rng, (2, 8, 4, 4))
+    modules = [
+        ("EffectiveSE (hard sigmoid)", lambda: nn.EffectiveSE(8, rng=18)),
+        ("ECA (k = 3)", lambda: nn.ECA(8, rng=19)),
+        ("CBAM channel attention (avg + max, shared MLP)",
+         lambda: ChannelAttention(8, 4, rng=20)),
+        ("CBAM spatial attention (channel mean/max, 7x7 conv, BN)",
+         lambda: SpatialAttention(7, rng=21)),
+        ("CBAM (channel, then spatial)", lambda: nn.CBAM(8, rd_ratio=0.5, rng=22)),
+        ("SCSE (cSE + sSE, C -> 1)", lambda: nn.SCSE(8, reduction=2, rng=23)),
+    ]
+    for name, build in modules:
+        yield name, x.shape, lambda build=build: check_module(build().astype(np.float64), x,
+                                                              elementwise=True)
+    block_input = rng.normal(size=(2, 8, 4, 4))
+    for name, placement in (("cbam", "standard"), ("eca", "identity")):
+        def block(name=name, placement=placement):
+            attention = nn.attention.create_attention(name, 8, rng=24)
+            unit = BasicBlock(8, 8, attention=attention, placement=placement, rng=25)
+            return check_module(unit.astype(np.float64), block_input, elementwise=True,
+                                max_entries=60)
+        yield f"BasicBlock + {name} ({placement})", block_input.shape, block
+
+
+def _relu_safe_shift(values):
+    """Per channel of an (N, C, H, W) map, the shift that puts 0 mid-way in the widest gap
+    between its values: afterwards no value lies near a ReLU's kink, and both sides occur."""
+    columns = np.sort(values.transpose(1, 0, 2, 3).reshape(values.shape[1], -1), axis=1)
+    gaps = np.diff(columns, axis=1)
+    widest = np.argmax(gaps, axis=1)
+    rows = np.arange(len(columns))
+    return -(columns[rows, widest] + columns[rows, widest + 1]) / 2
+
+
+def _attention_beyond_se_cases(rng):
+    from .nn.gather_excite import GatherExcite
+    from .nn.selective_kernel import SelectiveKernel
+
+    x = distinct(rng, (2, 4, 5, 6))
+
+    def gather_excite(extent, extra_params, use_mlp):
+        block = GatherExcite(4, extent=extent, extra_params=extra_params, use_mlp=use_mlp,
+                             rd_channels=2, rng=18).astype(np.float64)
+        if extra_params and "act1" in block.gather._order:
+            pre = block.gather.norm1(block.gather.conv1(x))
+            block.gather.norm1.bias.data = block.gather.norm1.bias.data + _relu_safe_shift(pre)
+        if use_mlp:
+            fc1 = block.mlp.fc1
+            fc1.bias.data = _relu_safe_shift(F.conv2d_forward(block.gather(x), fc1.weight.data)[0])
+        return check_module(block, x, mode="train", elementwise=True, max_entries=60)
+
+    for label, options in (("GE-θ⁻, extent 2", (2, False, False)),
+                           ("extent 0 with MLP (= SE)", (0, False, True)),
+                           ("GE-θ+, extent 4", (4, True, True))):
+        yield f"GatherExcite ({label})", x.shape, lambda options=options: gather_excite(*options)
+
+    def selective_kernel():
+        block = SelectiveKernel(4, 4, rd_channels=2, rng=19).astype(np.float64).train()
+        for path, part in zip(block.paths, block._path_inputs(x)):
+            path.bn.bias.data = path.bn.bias.data + _relu_safe_shift(
+                path.bn(path.conv(np.ascontiguousarray(part))))
+        paths = [path(np.ascontiguousarray(part))
+                 for path, part in zip(block.paths, block._path_inputs(x))]
+        z = F.path_squeeze_forward(paths)[0][:, :, None, None]
+        block.attn.bn.bias.data = block.attn.bn.bias.data + _relu_safe_shift(
+            block.attn.bn(block.attn.fc_reduce(z)))
+        return check_module(block, x, mode="train", elementwise=True, max_entries=60)
+    yield "SelectiveKernel (3x3 + dilated 3x3)", x.shape, selective_kernel
+
+
 def _load(module, arrays):
     for parameter, value in zip(module.parameters(), arrays):
         parameter.data = value
 
 
-CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases]
+CASE_GROUPS = [_functional_cases, _module_cases, _layer_cases, _block_cases, _attention_cases,
+               _attention_beyond_se_cases]
 
 
 def run_checks(seed=0, only=None):

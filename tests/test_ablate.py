@@ -45,15 +45,17 @@ def pooled(squeeze_plan, tmp_path_factory):
 
 def test_all_plans_every_shared_run_once():
     plan = plan_ablation(list(TABLE_NAMES), "se_tiny_resnet", 2, TINY)
-    # 7 tables list 6+2+3+5+4+2+3 = 25 rows; the no-SE net (3 tables) and the baseline
-    # SE net (all 7) are one variant each, so 25 - 2 - 6 = 17 distinct variants remain
-    assert len(plan.rows) == 25
-    assert len(plan.runs) == 17 * 2
+    # 8 tables list 6+2+3+5+4+2+3+9 = 34 rows; the no-SE net (4 tables) and the baseline
+    # SE net (all 8) are one variant each, so 34 - 3 - 7 = 24 distinct variants remain
+    assert len(plan.rows) == 34
+    assert len(plan.runs) == 24 * 2
     baseline = plan.rows[("reduction", "r=2")]
     for table, name in (("squeeze", "avg"), ("excitation", "sigmoid"), ("integration", "standard"),
-                        ("se3x3", "SE"), ("nosqueeze", "SE"), ("stages", "all stages (SE_All)")):
+                        ("se3x3", "SE"), ("nosqueeze", "SE"), ("stages", "all stages (SE_All)"),
+                        ("attention", "SE")):
         assert plan.rows[(table, name)] == baseline
     assert plan.rows[("stages", "no SE")] == plan.rows[("reduction", "no SE")]
+    assert plan.rows[("attention", "no SE")] == plan.rows[("reduction", "no SE")]
 
 
 def test_a_table_that_does_not_apply_fails_before_training():

@@ -44,16 +44,30 @@ HOPPER = (9, 0)
 # Argument types of every kernel, from the contract's roles (T is the map's
 # dtype): a map is passed as (N·C, H·W) rows, a vector as (N·C,), an index int64.
 ROLE_TYPES = {contract.MAP: "T[:, ::1]", contract.VECTOR: "T[::1]", contract.INDEX: "int64[::1]"}
+# the channel-pooling kernels see a map as (N, C, H·W) and a plane as (N, H·W)
+ROLE_TYPES_BY_FILE = {"channel_pool": {contract.MAP: "T[:, :, ::1]", contract.PLANE: "T[:, ::1]",
+                                       contract.PLANE_INDEX: "int64[:, ::1]"}}
 
 
 def _signature(op):
-    return "(" + ", ".join(ROLE_TYPES[role] for _, role in op.arguments + op.outputs
+    types = ROLE_TYPES_BY_FILE.get(op.file, ROLE_TYPES)
+    return "(" + ", ".join(types[role] for _, role in op.arguments + op.outputs
                            if role != contract.SHAPE) + ")"
 
 
-SIGNATURES = {f"{op.name}_kernel": _signature(op) for op in contract.CONTRACT if op.file == "se"}
+SIGNATURES = {f"{op.name}_kernel": _signature(op) for op in contract.CONTRACT
+              if op.file in contract.GPU_FILES}
 SIGNATURES["squeeze_forward_naive_kernel"] = SIGNATURES["squeeze_forward_kernel"]
 SIGNATURES["squeeze_forward_shuffle_kernel"] = SIGNATURES["squeeze_forward_kernel"]
+# the Gather-Excite kernels see maps and gates as (N·C, H, W) planes, plus the window
+# bounds or nearest-source indices the host computes (kernels/cuda/gather.py)
+PLANES, WINDOWS, SOURCES = "T[:, :, ::1]", "int64[:, ::1]", "int64[::1]"
+SIGNATURES.update({
+    "ge_gather_forward_kernel": f"({PLANES}, {PLANES}, {WINDOWS}, {WINDOWS})",
+    "ge_gather_backward_kernel": f"({PLANES}, {PLANES}, {WINDOWS}, {WINDOWS}, int64)",
+    "ge_excite_forward_kernel": f"({PLANES}, {PLANES}, {PLANES}, {SOURCES}, {SOURCES})",
+    "ge_excite_dgate_kernel": f"({PLANES}, {PLANES}, {PLANES}, {SOURCES}, {SOURCES})",
+})
 
 # Any PTX instruction or register with a float64 type: add.f64, fma.rn.f64,
 # cvt.f64.f32, ld.global.f64, mov.f64, .reg .f64 ...

@@ -113,7 +113,7 @@ def test_every_backend_file_defines_its_rows_in_contract_order():
     """Same file names, same function order: comparing one kernel means opening one name."""
     import importlib
     for backend_name, files in (("numpy", contract.FILES), ("numba", contract.FILES),
-                                ("cuda", ("se",))):
+                                ("cuda", contract.GPU_FILES + contract.GPU_FILES_WITH_GEOMETRY)):
         for file in files:
             path = os.path.join(REPOSITORY, "se_numpy", "kernels", backend_name, f"{file}.py")
             with open(path, encoding="utf-8") as handle:

@@ -139,9 +139,10 @@ def test_check_available_runs_a_kernel_here():
 def test_every_row_loop_pair_has_two_cache_entries():
     """numba issue #6845: one function compiled with and without parallel=True shares one
     cache entry, and the "parallel" loop loads the serial code. The pairs must not."""
-    from se_numpy.kernels.numba import se
-    pairs = [value for value in vars(se).values() if isinstance(value, rows.SerialAndParallel)]
-    assert len(pairs) == 9
+    from se_numpy.kernels.numba import norm, se
+    pairs = [value for module in (se, norm) for value in vars(module).values()
+             if isinstance(value, rows.SerialAndParallel)]
+    assert len(pairs) == 9 + 4                  # the SE row loops, the batch-norm passes
     for pair in pairs:
         name = pair.serial.py_func.__name__
         assert pair.parallel.targetoptions.get("parallel"), name
@@ -398,6 +399,24 @@ def convolutions(draw):
 @settings(max_examples=60)
 @given(convolution=convolutions(), seed=seeds)
 def test_conv2d_forward_and_backward_match_reference(convolution, seed):
+    check_conv2d_against_reference(convolution, seed)
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_pointwise_conv2d_without_unfolding_matches_reference(groups, dtype):
+    """1×1, stride 1, no padding: x[n] is used as its own columns and dx[n] as dcols
+    (``_is_pointwise``); the random draws above reach this case only by chance."""
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, size=(3, 4, 5, 6)).astype(dtype)
+    weight = rng.uniform(-1, 1, size=(6, 4 // groups, 1, 1)).astype(dtype)
+    assert numba_conv._is_pointwise(weight.shape[2:], (1, 1), (0, 0))
+    for layout in ("contiguous", "sliced"):
+        check_conv2d_against_reference(
+            (in_layout(x, layout), weight, (1, 1), (0, 0), (1, 1), groups), seed=7)
+
+
+def check_conv2d_against_reference(convolution, seed):
     x, weight, stride, padding, dilation, groups = convolution
     options = (stride, padding, dilation, groups)
     dtype = x.dtype.type
@@ -473,11 +492,11 @@ def test_conv2d_same_result_with_one_or_two_workers_and_blas_threads_restored(mo
     monkeypatch.setattr(threads, "blas_controller", lambda: None)   # no BLAS control: one worker
     assert threads.worker_count(7) == 1
     single = [cpu.conv2d_forward(x, weight, *options), *cpu.conv2d_backward(dout, x, weight, *options)]
-    # the forward and dx are per-sample work either way: identical; dweight's
-    # float64 partial sums are added in another grouping: float32 rounding at most
+    # the forward and dx are per-sample work either way; dweight is summed per
+    # fixed chunk of samples, whichever worker takes it: all three identical
     assert_identical(single[0], results[0])
     assert_identical(single[1], results[1])
-    np.testing.assert_allclose(single[2], results[2], rtol=1.2e-7, atol=1e-6)
+    assert_identical(single[2], results[2])
 
 
 def test_worker_pool_is_shut_down_and_made_again_on_demand():
@@ -489,10 +508,45 @@ def test_worker_pool_is_shut_down_and_made_again_on_demand():
     assert threads.run_on_workers(lambda worker, workers: worker, 5) == list(range(count))
 
 
+def test_one_worker_holds_the_blas_to_one_thread_only_when_asked():
+    from threadpoolctl import threadpool_info, threadpool_limits
+    if threads.blas_controller() is None:
+        pytest.skip("threadpoolctl finds no BLAS it can control here")
+
+    def blas_threads(worker, count):
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    with threadpool_limits(2, user_api="blas"):
+        assert threads.run_on_workers(blas_threads, 1, hold_blas=True) == [[1]]
+        assert threads.run_on_workers(blas_threads, 1) == [[2]]
+
+
+def test_run_chunks_does_every_chunk_once_in_chunk_order_with_one_scratch_per_worker():
+    made = []
+
+    def make_scratch():
+        made.append(object())
+        return made[-1]
+
+    taken = []
+    results = threads.run_chunks(lambda chunk, scratch: (taken.append(chunk), chunk * chunk,
+                                                         scratch)[1:], 11, make_scratch)
+    assert [value for value, _ in results] == [chunk * chunk for chunk in range(11)]
+    assert sorted(taken) == list(range(11))                     # each chunk exactly once
+    assert len(made) == threads.worker_count(11)                # one scratch per worker
+    assert {id(scratch) for _, scratch in results} <= {id(scratch) for scratch in made}
+
+
 # --------------------------------------------------------------------------- batch normalisation
 @settings(max_examples=40)
 @given(x=feature_maps(), seed=seeds, layout=layouts)
 def test_batch_norm_kernels_match_reference(x, seed, layout):
+    for path in ("serial", "parallel"):          # small maps take the serial loops
+        with kernel_path(path):
+            check_batch_norm_against_reference(x, seed, layout)
+
+
+def check_batch_norm_against_reference(x, seed, layout):
     rng = np.random.default_rng(seed)
     channels = x.shape[1]
     mean, variance = cpu.batch_norm_statistics(x)

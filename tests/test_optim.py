@@ -121,6 +121,20 @@ def test_set_lr_scales_each_group_from_its_initial_lr():
     assert [g["lr"] for g in opt.param_groups] == [0.05, 0.01]
 
 
+def test_set_lr_factor_is_a_factor_of_the_initial_rate_not_a_rate():
+    model = _TwoLayer()
+    opt = SGD(model.parameters(), lr=0.1)
+    opt.set_lr_factor(0.25)
+    opt.set_lr_factor(0.5)          # relative to the initial 0.1, not to the current 0.025
+    assert [g["lr"] for g in opt.param_groups] == [0.05]
+    opt.set_lr(0.5)                 # the old name does the same
+    assert [g["lr"] for g in opt.param_groups] == [0.05]
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="factor"):
+            opt.set_lr_factor(bad)
+    assert [g["lr"] for g in opt.param_groups] == [0.05]
+
+
 def test_sgd_rejects_bad_hyperparameters():
     p = _parameter(1.0, 0.0)
     with pytest.raises(ValueError, match="lr"):

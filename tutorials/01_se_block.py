@@ -12,8 +12,12 @@
 # | step       | paper  | math                                        | shapes               |
 # |------------|--------|---------------------------------------------|----------------------|
 # | squeeze    | Eq. 2  | `z[n,c] = 1/(HW) Σ_ij u[n,c,i,j]`           | (N,C,H,W) -> (N,C)   |
-# | excitation | Eq. 3  | `s = σ(W2 · ReLU(W1 · z + b1) + b2)`        | (N,C) -> (N,C)       |
+# | excitation | Eq. 3  | `s = σ(W2 · ReLU(W1 · z))`                  | (N,C) -> (N,C)       |
 # | scale      | Eq. 4  | `x̃[n,c,i,j] = s[n,c] · u[n,c,i,j]`           | (N,C,H,W),(N,C) -> (N,C,H,W) |
+#
+# The paper's Eq. 3 has no biases. `sn.nn.SEBlock` adds a bias to each of
+# the two layers, `b1` and `b2`, by default (`bias=False` removes them), so
+# below the excitation reads `σ(W2 · ReLU(W1 · z + b1) + b2)`.
 #
 # We run each step on images of the embedded data set, print the shapes,
 # derive each backward pass by hand and let the gradient checker confirm it.
@@ -21,6 +25,15 @@
 # Run as a script (`python tutorials/01_se_block.py`) or open it as a
 # notebook (Jupyter/VS Code with jupytext). Figures go to the folder printed
 # below. `SE_NUMPY_FAST=1` makes it quicker without changing what it shows.
+
+# %% [markdown]
+# **Setup (notebooks only).** The next cell runs `tutorials/_setup.py`,
+# which installs `se_numpy` from this clone when the kernel does not have it
+# yet (a fresh environment) and otherwise does nothing. In the `.py` file
+# the line is a comment, so a script skips it.
+
+# %%
+# %run _setup.py
 
 # %%
 import os
@@ -34,6 +47,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import se_numpy as sn
+from se_numpy.analysis.figures import show
 from se_numpy import functional as F
 from se_numpy.gradcheck import check_module, check_vjp
 
@@ -74,11 +88,11 @@ for channel, (axis, colour) in enumerate(zip(axes, "RGB")):
     axis.imshow(raw[channel], cmap="gray", vmin=0, vmax=1)
     axis.set_title(f"channel {colour}: mean {raw[channel].mean():.3f}")
     axis.axis("off")
-fig.suptitle(f"One image (class {data.class_names[labels[example]]}): "
-             "the brightest-on-average channel carries the class")
+fig.suptitle(f"One image (class {data.class_names[labels[example]]}): the data set makes "
+             f"the channel that carries the class brighter by {config.cue_offset} on average",
+             fontsize=10)
 fig.tight_layout()
-fig.savefig(OUT / "dataset_channels.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "dataset_channels.png", dpi=90)
 
 # %% [markdown]
 # ## A feature map to work on
@@ -141,7 +155,7 @@ assert report.passed
 # ## Step 2: excitation (Eq. 3)
 #
 # Two fully connected layers around a bottleneck of width `C/r` (`r` is the
-# reduction ratio, Sec. 3.2):
+# reduction ratio, Sec. 3.2); the biases are the library's addition to Eq. 3:
 #
 #     h = ReLU(W1 z + b1)      W1: (C/r, C)
 #     s = σ(W2 h + b2)         W2: (C, C/r)
@@ -233,6 +247,55 @@ print(report)
 assert report.passed
 
 # %% [markdown]
+# ## Optional: the same gradients from PyTorch autograd
+#
+# A second, independent opinion. If PyTorch is installed, the next cell
+# writes the block's forward pass with torch operations (no backward
+# written by hand), lets autograd differentiate it, and compares every
+# gradient with `SEBlock.backward` on the same input, weights and upstream
+# gradient. Both run in float64 and add the same terms in different orders,
+# so they should agree to rounding: the cell asserts a relative difference
+# below 1e-10. To show what the comparison can see, it also prints how far
+# from autograd a backward that forgets the path through the squeeze
+# (`dx = dy · s` alone) would be. Without PyTorch the cell says so and the
+# tutorial goes on; nothing else here needs it.
+
+# %%
+try:
+    import torch
+except ImportError:
+    torch = None
+    print("PyTorch is not installed: autograd cross-check skipped (pip install torch to run it)")
+
+if torch is not None:
+    x_in = u[:2]
+    dy = np.random.default_rng(2).standard_normal(x_in.shape)
+    se.zero_grad()
+    se(x_in)
+    ours = {"x": se.backward(dy),
+            **{name: parameter.grad for name, parameter in se.named_parameters()}}
+
+    leaves = {"x": torch.tensor(x_in, requires_grad=True),
+              **{name: torch.tensor(parameter.data, requires_grad=True)
+                 for name, parameter in se.named_parameters()}}
+    z_torch = leaves["x"].mean(dim=(2, 3))                                           # Eq. 2
+    hidden = torch.relu(z_torch @ leaves["fc1.weight"].T + leaves["fc1.bias"])
+    s_torch = torch.sigmoid(hidden @ leaves["fc2.weight"].T + leaves["fc2.bias"])    # Eq. 3
+    y_torch = leaves["x"] * s_torch[:, :, None, None]                                # Eq. 4
+    y_torch.backward(torch.tensor(dy))
+    for name, leaf in leaves.items():
+        theirs = leaf.grad.numpy()
+        relative = np.abs(ours[name] - theirs).max() / np.abs(theirs).max()
+        print(f"{name:11s} max |ours − autograd| / max |autograd| = {relative:.1e}")
+        assert relative < 1e-10, f"{name}: SEBlock.backward disagrees with torch autograd"
+    print(f"PyTorch {torch.__version__} autograd agrees with SEBlock.backward on every gradient")
+    autograd_dx = leaves["x"].grad.numpy()
+    direct_path_only = dy * se.last_gates[:, :, None, None]
+    print(f"a backward without the squeeze path: max |dx − autograd| / max |autograd| = "
+          f"{np.abs(direct_path_only - autograd_dx).max() / np.abs(autograd_dx).max():.1e}")
+    se.zero_grad()
+
+# %% [markdown]
 # ## What can an SE block compute? Gates that pick the bright channel
 #
 # With random weights the gates hover around 0.5 and mean nothing. To see
@@ -244,8 +307,10 @@ assert report.passed
 # i.e. "open the channel that is brighter than the others". The ReLU in the
 # middle passes only positive numbers, so we send both `z` and `−z` through
 # it (`hidden = 2C`, `W1 = [I; −I]`) and rebuild `z = ReLU(z) − ReLU(−z)`
-# in `W2`, together with the centring matrix `I − 1/C`. Training (tutorial 6)
-# finds weights like these on its own.
+# in `W2`, together with the centring matrix `I − 1/C`. These are weights
+# we wrote down to show what the block *can* represent; nothing here says
+# that training finds them (tutorial 6 trains SE networks and looks at what
+# their gates do).
 
 # %%
 channels, sharpness = 3, 16.0
@@ -284,17 +349,23 @@ axes[1, 3].set_xticks(positions, list("RGB"))
 axes[1, 3].set_ylim(0, 1)
 axes[1, 3].set_ylabel("gate s (0 = off, 1 = on)")
 axes[1, 3].set_title("excitation s = σ(k (z − mean z))", fontsize=9)
-fig.suptitle("Gates of one image: the channel with the largest mean is kept, the others "
-             "are damped", fontsize=11)
+fig.suptitle(f"Gates of one image: the channel with the largest mean, "
+             f"{'RGB'[np.argmax(squeezed[example])]}, gets the largest gate", fontsize=11)
 fig.tight_layout()
-fig.savefig(OUT / "gates_one_image.png", dpi=80)
-plt.close(fig)
+show(fig, OUT / "gates_one_image.png", dpi=80)
 
 # %% [markdown]
-# Over the whole batch: the largest gate of each image is close to 1, the
-# others are close to 0, and which channel is open changes from image to
-# image. The gates are *input dependent* — the property that distinguishes
-# SE from a fixed per-channel weight.
+# Over the whole batch: the next cell checks that in every image the largest
+# gate belongs to the channel with the largest mean, prints the range of the
+# largest gate and of the two others, and which channel is open in each
+# image. The open channel changes from image to image: the gates are *input
+# dependent* — the property that distinguishes SE from a fixed per-channel
+# weight.
+#
+# The damped gates are not 0. A gate is `σ(k · (z_c − mean z))`, so how far
+# below 0.5 it goes is set by the sharpness `k` and by how much darker than
+# the average the channel is; the last lines compute the same gates with a
+# four times larger `k`.
 
 # %%
 order = np.sort(gates, axis=1)[:, ::-1]      # gates of each image, largest first
@@ -305,12 +376,21 @@ axis.set_xlabel("image index in the batch")
 axis.set_ylabel("gate value")
 axis.set_ylim(-0.05, 1.05)
 axis.legend(fontsize=8)
-axis.set_title("Hand-set SE block: one channel open per image, chosen by its mean")
+axis.set_title(f"Hand-set SE block (k = {sharpness:g}): the largest gate of each image\n"
+               "belongs to the channel with the largest mean")
 fig.tight_layout()
-fig.savefig(OUT / "gates_batch.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "gates_batch.png", dpi=90)
 opened = np.argmax(gates, axis=1)
+assert np.array_equal(opened, np.argmax(squeezed, axis=1)), "a gate opened a darker channel"
 print("channel opened per image:", "".join("RGB"[k] for k in opened))
+print(f"largest gate per image: {order[:, 0].min():.3f} to {order[:, 0].max():.3f};  "
+      f"the two others: {order[:, 1:].min():.3f} to {order[:, 1:].max():.3f}  (k = {sharpness:g})")
+sharper = F.excitation_forward(squeezed, picker.fc1.weight.data, picker.fc1.bias.data,
+                               4 * picker.fc2.weight.data, picker.fc2.bias.data)[0]
+sharper_order = np.sort(sharper, axis=1)[:, ::-1]
+print(f"with k = {4 * sharpness:g}: largest {sharper_order[:, 0].min():.3f} to "
+      f"{sharper_order[:, 0].max():.3f};  the two others: {sharper_order[:, 1:].min():.4f} to "
+      f"{sharper_order[:, 1:].max():.4f}")
 
 # %% [markdown]
 # ## Exercises

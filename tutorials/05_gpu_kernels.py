@@ -9,6 +9,15 @@
 # library's kernels (`se_numpy/kernels/cuda/`) and benchmark are organised.
 
 # %% [markdown]
+# **Setup (notebooks only).** The next cell runs `tutorials/_setup.py`,
+# which installs `se_numpy` from this clone when the kernel does not have it
+# yet (a fresh environment) and otherwise does nothing. In the `.py` file
+# the line is a comment, so a script skips it.
+
+# %%
+# %run _setup.py
+
+# %% [markdown]
 # ## Simulator or GPU: decided before numba is imported
 #
 # `NUMBA_ENABLE_CUDASIM=1` makes `numba.cuda` run kernels in Python threads
@@ -18,16 +27,17 @@
 # the environment once, at import (`numba.config`), and `numba.cuda` binds
 # either to the CUDA driver or to the simulator at that moment. Setting it
 # later, after anything has imported numba (`se_numpy.kernels.numba` does),
-# changes nothing. So the first cell looks for a GPU driver *without*
-# importing numba: it tries to load the CUDA driver library.
+# changes nothing. So the next cell looks for a GPU driver *without*
+# importing numba: it tries to load the CUDA driver library. Run again in
+# the same kernel (numba already imported), it checks that the simulator
+# setting numba started with is still the one wanted, and stops with a
+# message to restart the kernel if it is not.
 
 # %%
 import ctypes
 import os
 import sys
 from pathlib import Path
-
-assert "numba" not in sys.modules, "run this cell before anything imports numba"
 
 
 def cuda_driver_present():
@@ -42,6 +52,12 @@ def cuda_driver_present():
 
 if "NUMBA_ENABLE_CUDASIM" not in os.environ and not cuda_driver_present():
     os.environ["NUMBA_ENABLE_CUDASIM"] = "1"
+if "numba" in sys.modules:        # imported earlier in this kernel: a re-run, or another cell
+    import numba
+    if bool(numba.config.ENABLE_CUDASIM) != (os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"):
+        raise RuntimeError("numba was imported before NUMBA_ENABLE_CUDASIM was set, so it "
+                           "cannot switch to the simulator now: restart the kernel and run "
+                           "this notebook from the top")
 
 import matplotlib  # noqa: E402  (after the environment is set, on purpose)
 if "ipykernel" not in sys.modules:
@@ -51,6 +67,7 @@ import numpy as np  # noqa: E402
 from numba import cuda  # noqa: E402
 
 import se_numpy as sn  # noqa: E402
+from se_numpy.analysis.figures import show  # noqa: E402
 
 SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 print("running in the CUDA simulator" if SIMULATOR else
@@ -85,23 +102,24 @@ print(f"figures go to {OUT}  (fast mode: {FAST})")
 #   then added in shared memory.
 
 # %%
-n_images, channels, height, width = 2, 3, 4, 8
+n_images, channels, height, width = 2, 3, 2, 8
 rows, row_length, lanes = n_images * channels, height * width, 8     # 8 lanes to keep it legible
-fig, (naive_axis, warp_axis) = plt.subplots(1, 2, figsize=(12, 3.8))
+# light colours, one per thread or lane, so that the black digits on them stay readable
+palette = plt.get_cmap("Set3", 12)
+fig, (naive_axis, warp_axis) = plt.subplots(1, 2, figsize=(13, 4.2))
 thread_of_naive = np.repeat(np.arange(rows)[:, None], row_length, axis=1)
 lane_of_element = np.tile(np.arange(row_length) % lanes, (rows, 1))
-for axis, owner, title, colours in (
+for axis, owner, title in (
         (naive_axis, thread_of_naive,
-         "naive: thread r (colour) sums row r;\na warp's loads at one step are H·W apart",
-         "tab10"),
+         "naive: thread r (the digit) sums row r;\na warp's loads at one step are H·W apart"),
         (warp_axis, lane_of_element,
-         f"warp per row: lane l (colour) reads l, l+{lanes}, ...;\n"
-         "a warp's loads at one step are neighbours", "viridis")):
-    axis.imshow(owner, cmap=colours, aspect="auto")
+         f"warp per row: lane l (the digit) reads l, l+{lanes}, ...;\n"
+         "a warp's loads at one step are neighbours")):
+    axis.imshow(owner, cmap=palette, vmin=-0.5, vmax=11.5, aspect="auto")
     for r in range(rows):
         for k in range(row_length):
-            axis.text(k, r, str(owner[r, k]), ha="center", va="center", fontsize=6,
-                      color="white")
+            axis.text(k, r, str(owner[r, k]), ha="center", va="center", fontsize=10,
+                      color="black")
     axis.set_yticks(range(rows), [f"row {r}: n={r // channels}, c={r % channels}"
                                   for r in range(rows)], fontsize=8)
     axis.set_xlabel(f"position k = i·W + j within the channel (H·W = {row_length})")
@@ -115,8 +133,7 @@ warp_axis.add_patch(plt.Rectangle((-0.5, -0.5), lanes, 1, fill=False, edgecolor=
 fig.suptitle(f"An NCHW map ({n_images}x{channels}x{height}x{width}) as N·C rows; red: "
              "what one warp loads in one step", fontsize=10)
 fig.tight_layout()
-fig.savefig(OUT / "grid_mapping.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "grid_mapping.png", dpi=90)
 
 # %% [markdown]
 # ## The naive kernel
@@ -239,8 +256,7 @@ axis.set_title(f"Tree reduction of one channel (H·W = {row.size}) over 8 lanes:
                "red arrows: lane l < step adds partials[l + step]; syncthreads() between steps",
                fontsize=9)
 fig.tight_layout()
-fig.savefig(OUT / "tree_reduction.png", dpi=90)
-plt.close(fig)
+show(fig, OUT / "tree_reduction.png", dpi=90)
 assert np.isclose(levels[-1][0], row.sum())
 
 # %% [markdown]
@@ -266,11 +282,16 @@ assert np.isclose(levels[-1][0], row.sum())
 # bandwidth** measured in the same run (and the datasheet peak): the speed
 # limit. For each shape and kernel it prints the time in µs and, in
 # brackets, the fraction of the copy bandwidth reached, counting the bytes
-# the kernel must move at least. A memory-bound kernel is good at 80% or
-# more; the naive squeeze is far below (uncoalesced loads). The SE block
-# line compares forward + backward with its 7-pass lower bound; the launch
-# overhead line is what a call costs on a tiny map, where the GPU has
-# nothing to do but wait. On this machine:
+# the kernel must move at least. What to expect: a memory-bound kernel with
+# coalesced loads reaches 80 % or more of the copy on large maps, and the
+# naive squeeze stays far below (uncoalesced loads). Where a coalesced
+# kernel comes out far lower, the map is too small to fill the GPU (the
+# launch overhead dominates) or another process shares the device; where
+# the naive one comes out close, the map fits in the GPU's L2 cache, which
+# hides the wasted transactions. The SE block line compares forward +
+# backward with its 7-pass lower bound; the launch overhead line is what a
+# call costs on a tiny map, where the GPU has nothing to do but wait. On
+# this machine:
 
 # %%
 if SIMULATOR:

@@ -22,7 +22,8 @@ def _p_text(row):
 
 def format_table(table):
     """One table as text: variant, params, MFLOPs, error mean ± std, Δ, p, the paper's row."""
-    lines = [f"Table {table['paper_table']} ({table['table']}: {table['title']}), "
+    label = f"Table {table['paper_table']} " if table["paper_table"] is not None else ""
+    lines = [f"{label}({table['table']}: {table['title']}), "
              f"{table['model']}, {table['seeds']} seeds, test error %"]
     name_width = max(len(row["name"]) for row in table["variants"]) + 2
     header = (f"{'variant':<{name_width}}{'params':>9}{'MFLOPs':>9}{'error %':>16}"
@@ -67,7 +68,8 @@ def plot_table(table, path):
     axis.set_xticks(list(positions))
     axis.set_xticklabels([row["name"] for row in rows], rotation=20, ha="right", fontsize=8)
     axis.set_ylabel("test error (%)")
-    axis.set_title(f"Table {table['paper_table']}: {table['title']} ({table['model']}, "
+    label = f"Table {table['paper_table']}: " if table["paper_table"] is not None else ""
+    axis.set_title(f"{label}{table['title']} ({table['model']}, "
                    f"{table['seeds']} seeds; orange = baseline)", fontsize=9)
     axis.grid(axis="y", alpha=0.3)
     figure.tight_layout()

@@ -65,10 +65,24 @@ def baseline_options(model):
 
 
 def variant_options(variant, model):
-    """The options ``create(model_name, **options)`` needs for ``variant``; None without SE."""
+    """The options ``create(model_name, **options)`` needs for ``variant``; None without SE.
+
+    A variant with another attention block than SE (``changes["attention"]``) keeps
+    of the baseline only the placement (where the block fits it: Selective Kernel has
+    only its own) and, where the block reads one, its reduction ratio (CBAM, scSE,
+    GE-θ+, SK); everything else is the block's own default (Effective SE's
+    hard-sigmoid gate, not the baseline's sigmoid)."""
     if not variant.with_se:
         return None
     options = baseline_options(model)
+    attention = (variant.changes or {}).get("attention", "se")
+    if attention != "se":
+        from ..nn.attention import variant as attention_variant
+        entry = attention_variant(attention)
+        # SE's placement where the block fits it (Selective Kernel has only its own)
+        options = {key: value for key, value in options.items()
+                   if (key == "placement" and value in entry.placements)
+                   or (key == "reduction" and key in entry.options)}
     options.update(variant.changes or {})
     return options
 
@@ -118,9 +132,21 @@ def make_tables(model):
               needs_residual=True),
         Table("nosqueeze", 16, "excitation without the squeeze",
               (_no_se(16), Variant("NoSqueeze", {"squeeze": "none"}, 22.93, 16), _se(16)), SE),
+        # Not a table of the paper: SE against the attention blocks that followed it
+        # (nn/attention.py), each in SE's place. Their papers trained other networks with
+        # other schedules, so no paper column: the comparison is the one measured here.
+        Table("attention", None, "SE against other attention blocks",
+              (Variant(NO_SE, with_se=False), Variant(SE),
+               Variant("Effective SE", {"attention": "ese"}),
+               Variant("ECA", {"attention": "eca"}),
+               Variant("CBAM", {"attention": "cbam"}),
+               Variant("scSE", {"attention": "scse"}),
+               Variant("GE-θ⁻", {"attention": "ge"}),
+               Variant("GE-θ+", {"attention": "ge_theta_plus"}),
+               Variant("SK", {"attention": "sk"})), SE, needs_residual=True),
     ]
     return {table.key: table for table in tables}
 
 
 TABLE_NAMES = ("reduction", "squeeze", "excitation", "stages", "integration", "se3x3",
-               "nosqueeze")
+               "nosqueeze", "attention")

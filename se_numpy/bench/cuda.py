@@ -37,16 +37,17 @@ DEFAULT_SHAPES = ((64, 256, 56, 56), (8, 64, 32, 32))
 QUICK_SHAPES = ((16, 64, 56, 56), (8, 64, 32, 32))
 OVERHEAD_SHAPES = ((1, 64, 7, 7), (8, 64, 8, 8))
 
-# The kernels timed: every SE row of the contract, and the two other squeeze
+# The kernels timed: every row of the contract with a GPU kernel (the SE rows and
+# the channel pooling, ``contract.GPU_FILES``), and the two other squeeze
 # kernels, which move what squeeze_forward moves.
 VARIANTS = {"squeeze_forward_naive": "squeeze_forward", "squeeze_forward_shuffle": "squeeze_forward"}
 
 
 # ============================================================================ plain arithmetic
 def timed_kernels():
-    """Names of the timed kernels, in the table's order: the copy, then the contract's SE rows."""
+    """Names of the timed kernels, in the table's order: the copy, then the contract's GPU rows."""
     from ..kernels import contract
-    names = [op.name for op in contract.CONTRACT if op.file == "se"]
+    names = [op.name for op in contract.CONTRACT if op.file in contract.GPU_FILES]
     return ["device_copy", "squeeze_forward_naive", *names[:1], "squeeze_forward_shuffle",
             *names[1:]]
 
@@ -58,7 +59,7 @@ def minimum_bytes(kernel, shape, itemsize):
     if kernel == "device_copy":
         return 2 * math.prod(shape) * itemsize
     name = VARIANTS.get(kernel, kernel)
-    if name not in contract.OPS or contract.OPS[name].file != "se":
+    if name not in contract.OPS or contract.OPS[name].file not in contract.GPU_FILES:
         raise ValueError(f"kernel: expected one of {timed_kernels()}, got {kernel!r}")
     return contract.minimum_bytes(name, shape, itemsize)
 
@@ -153,8 +154,10 @@ def _time_batches(cuda, launch, repeats):
 def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
     """{name: zero-argument function launching that kernel on preallocated device arrays}.
 
-    The arrays follow the contract row's roles: maps as (N·C, H·W) rows,
-    vectors as (N·C,), indices int64; inputs first, then outputs."""
+    The arrays follow the contract row's roles: for the SE kernels maps as
+    (N·C, H·W) rows, vectors as (N·C,), indices int64; for the channel pooling
+    maps as (N, C, H·W) and planes as (N, H·W) (one thread per pixel); inputs
+    first, then outputs."""
     from ..kernels import contract
     rng = np.random.default_rng(seed)
     n, c, h, w = shape
@@ -165,16 +168,27 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
             return cuda.to_device(rng.standard_normal((rows, row_length)).astype(dtype))
         if role == contract.INDEX:
             return cuda.to_device(rng.integers(0, row_length, rows).astype(np.int64))
+        if role == contract.PLANE:
+            return cuda.to_device(rng.standard_normal((n, row_length)).astype(dtype))
+        if role == contract.PLANE_INDEX:
+            return cuda.to_device(rng.integers(0, c, (n, row_length)).astype(np.int64))
         return cuda.to_device(rng.uniform(0.1, 1, rows).astype(dtype))
+
+    def pooling_array(role):            # channel_pool: maps as (N, C, H·W)
+        array = device_array(role)
+        return array.reshape(n, c, row_length) if role == contract.MAP else array
 
     x, out = device_array(contract.MAP), device_array(contract.MAP)
     launches = {"device_copy": lambda: out.copy_to_device(x)}
     for name in timed_kernels()[1:]:
-        wrapper = getattr(gpu.se, name)          # the host wrapper, with its kernel and launch
         op = contract.OPS[VARIANTS.get(name, name)]
-        arrays = [device_array(role) for _, role in op.arguments + op.outputs
-                  if role != contract.SHAPE]
-        launch = wrapper.launch(wrapper.kernel, rows, row_length)
+        wrapper = getattr(getattr(gpu, op.file), name)   # the host function, with its kernel
+        make = pooling_array if op.file == "channel_pool" else device_array
+        arrays = [make(role) for _, role in op.arguments + op.outputs if role != contract.SHAPE]
+        if op.file == "channel_pool":
+            launch = wrapper.launch(wrapper.kernel, n * row_length)    # a thread per pixel
+        else:
+            launch = wrapper.launch(wrapper.kernel, rows, row_length)
         launches[name] = lambda launch=launch, arrays=arrays: launch(*arrays)
     return launches
 
@@ -203,6 +217,7 @@ def _torch_launches(shape, dtype, seed=0):
         "se_backward_ds": lambda: (dy * x).sum(dim=(2, 3)),
         "se_backward_dx": lambda: torch.addcmul(shares, dy, gates, out=out),
         "scale_add_forward": lambda: torch.addcmul(shortcut, x, gates, out=out),
+        "channel_pool_forward": lambda: (x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True)),
     }
     return launches, f"torch {torch.__version__}"
 

@@ -22,10 +22,13 @@ grid, ``kk = kh·kw``:
     columns       (n, c·kk, oh·ow)    unfolded receptive fields (im2col)
     vector        (n, c)              one number per channel map (z, s, ds, dz)
     index         (n, c) int64        flat position i·w + j inside one channel map
+    plane         (n, 1, h, w)        one number per pixel, pooled over the channels
+    plane_index   (n, 1, h, w) int64  the channel c of a pixel's maximum over c
     channel       (c,)                one number per channel (batch norm)
     weight        (o, c/g, kh, kw)    convolution filters
     shape         the (n, c, h, w) tuple of a map the kernel writes
-    option        kernel, stride, padding, dilation ((int, int) pairs) or groups
+    option        kernel, stride, padding, dilation ((int, int) pairs), groups or
+                  extent (Gather-Excite's int e)
 
 Adding a kernel: one row here, one function per backend (same file name),
 and the docs table (``python -m se_numpy.kernels``).
@@ -36,11 +39,12 @@ import numpy as np
 
 MAP, OUT_MAP, POOLED, POOLED_INDEX = "map", "out_map", "pooled", "pooled_index"
 COLUMNS, VECTOR, INDEX, CHANNEL, WEIGHT = "columns", "vector", "index", "channel", "weight"
+PLANE, PLANE_INDEX = "plane", "plane_index"
 SHAPE, OPTION = "shape", "option"
 
 # roles whose arrays are 4-d feature maps: a kernel refuses them empty
-FEATURE_MAPS = (MAP, OUT_MAP, POOLED, POOLED_INDEX, SHAPE)
-INTEGER_ROLES = (INDEX, POOLED_INDEX)
+FEATURE_MAPS = (MAP, OUT_MAP, POOLED, POOLED_INDEX, PLANE, PLANE_INDEX, SHAPE)
+INTEGER_ROLES = (INDEX, POOLED_INDEX, PLANE_INDEX)
 
 Op = namedtuple("Op", "name file kind arguments outputs")
 Op.__doc__ = """One kernel: ``arguments`` and ``outputs`` are ``(name, role)`` pairs;
@@ -95,10 +99,27 @@ CONTRACT = (
          "x:map kernel:option stride:option padding:option", "out:pooled"),
     _row("avg_pool2d_backward", "pool", "core",
          "dout:pooled x_shape:shape kernel:option stride:option padding:option", "dx:map"),
+    # the per-pixel mean and max over the channels of spatial attention (functional/cbam.py)
+    _row("channel_pool_forward", "channel_pool", "core", "x:map",
+         "mean:plane max:plane argmax:plane_index"),
+    _row("channel_pool_backward", "channel_pool", "core",
+         "dmean:plane dmax:plane argmax:plane_index x_shape:shape", "dx:map"),
+    # Gather-Excite: the extent-e gather and the upsampled gate (functional/gather_excite.py)
+    _row("ge_gather_forward", "gather", "core", "x:map extent:option", "g:pooled"),
+    _row("ge_gather_backward", "gather", "core", "dg:pooled x_shape:shape extent:option",
+         "dx:map"),
+    _row("ge_excite_forward", "gather", "core", "x:map gate:pooled", "y:map"),
+    _row("ge_excite_backward", "gather", "core", "dy:map x:map gate:pooled",
+         "dx:map dgate:pooled"),
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool")
+FILES = ("se", "conv", "norm", "pool", "channel_pool", "gather")
+# the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
+GPU_FILES = ("se", "channel_pool")
+# GPU kernels whose host functions also pass index arrays they compute (windows, nearest
+# sources), so the GPU benchmark and the PTX test cannot launch them from the roles alone
+GPU_FILES_WITH_GEOMETRY = ("gather",)
 
 
 def conv_output_size(size, kernel, stride, padding, dilation=1):
@@ -154,6 +175,8 @@ EXAMPLE_OPTIONS = {
     "pool": {"kernel": (2, 2), "stride": (2, 2), "padding": (0, 0)},
     "conv": {"kernel": (3, 3), "stride": (1, 1), "padding": (1, 1), "dilation": (1, 1),
              "groups": 1},
+    # extent 2 on an even map gives the 2×2 pool's grid, so "pooled" fits both
+    "gather": {"extent": 2},
 }
 
 
@@ -168,7 +191,8 @@ def _role_shapes(shape):
     kh, kw = conv["kernel"]
     return {MAP: (n, c, h, w), OUT_MAP: (n, c, oh, ow), POOLED: (n, c, ph, pw),
             POOLED_INDEX: (n, c, ph, pw), COLUMNS: (n, c * kh * kw, oh * ow),
-            VECTOR: (n, c), INDEX: (n, c), CHANNEL: (c,),
+            VECTOR: (n, c), INDEX: (n, c), CHANNEL: (c,), PLANE: (n, 1, h, w),
+            PLANE_INDEX: (n, 1, h, w),
             WEIGHT: (c, c // conv["groups"], kh, kw)}
 
 
@@ -203,6 +227,8 @@ def example_arguments(name, shape, dtype, seed=0):
             arguments.append(rng.integers(0, positions, size=shapes[role]).astype(np.int64))
         elif role == POOLED_INDEX:
             arguments.append(_window_positions(rng, shape, shapes[role]))
+        elif role == PLANE_INDEX:
+            arguments.append(rng.integers(0, shape[1], size=shapes[role]).astype(np.int64))
         elif role in (VECTOR, CHANNEL):
             arguments.append(rng.uniform(0.5, 1.5, size=shapes[role]).astype(dtype))
         else:

@@ -24,7 +24,7 @@ from ..nn.pool import GlobalAvgPool
 from ..nn.residual import BasicBlock
 from .network import Network, residual_stage
 from .registry import register
-from .se_config import SEConfig, split_se_options
+from .se_config import attention_config
 
 
 class CifarResNet(Network):
@@ -36,12 +36,14 @@ class CifarResNet(Network):
         in_channels, num_classes: image channels and classifier outputs.
         se_config: an ``SEConfig`` for SE-ResNets, None for plain ones.
         dtype, seed: parameter dtype; int seed or Generator for initialisation.
+        block, block_options: the residual unit and its extra keywords (``BasicBlock``;
+            the SK ResNets: ``SelectiveKernelBasic`` with ``sk_options``).
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes).
     """
 
     def __init__(self, blocks_per_stage, widths=(16, 32, 64), in_channels=3, num_classes=10,
-                 se_config=None, dtype=np.float32, seed=0):
+                 se_config=None, dtype=np.float32, seed=0, block=BasicBlock, block_options=None):
         super().__init__()
         if len(widths) != 3:
             raise ValueError(f"widths: expected three stage widths, got {tuple(widths)}")
@@ -53,10 +55,10 @@ class CifarResNet(Network):
         self.relu = ReLU()
         channels = widths[0]
         for stage_index, width in enumerate(widths):
-            stage, channels = residual_stage(BasicBlock, channels, width, blocks_per_stage,
+            stage, channels = residual_stage(block, channels, width, blocks_per_stage,
                                              stride=1 if stage_index == 0 else 2,
                                              stage_index=stage_index, se_config=se_config,
-                                             dtype=dtype, rng=rng)
+                                             dtype=dtype, rng=rng, **(block_options or {}))
             setattr(self, f"layer{stage_index + 1}", stage)
         self.avgpool = GlobalAvgPool()
         self.fc = Linear(channels, num_classes, dtype=dtype, rng=rng)
@@ -65,10 +67,9 @@ class CifarResNet(Network):
 
 def _cifar_builder(model_name, blocks_per_stage, widths, with_se):
     def build(in_channels=3, num_classes=10, dtype=np.float32, seed=0, **options):
-        se_options, rest = split_se_options(model_name, with_se, options)
+        se_config, rest = attention_config(model_name, 3, with_se, options)
         if rest:
             raise TypeError(f"{model_name}: unexpected options {sorted(rest)}")
-        se_config = SEConfig(3, **se_options) if with_se else None
         return CifarResNet(blocks_per_stage, widths, in_channels, num_classes, se_config,
                            dtype, seed)
     build.__name__ = model_name

@@ -24,6 +24,9 @@ The "d" variants (He et al. 2019, "Bag of Tricks", ResNet-C and ResNet-D; timm's
     avg_down    the projection shortcut averages 2x2 first, then a stride-1 1x1 conv
                 (``nn.residual.avg_pool_shortcut``: downsample.0 pool, .1 conv, .2 BN)
 
+``ecaresnet50d`` (timm's name) is ResNet-50-D with ECA (Wang et al. 2020) where
+SE would be: after bn3, before the addition, key ``layer1.0.se.conv.weight``.
+
 The timm names (``seresnet18`` ... ``seresnext101_32x4d``) round the SE width
 with ``make_divisible(C / 16, 8)``; ``se_resnet18`` keeps the paper's C // 16.
 They differ only where C / 16 < 8 or is not a multiple of 8 (SE-ResNet-18/34's
@@ -40,7 +43,7 @@ from ..nn.container import Sequential
 from ..nn.residual import BasicBlock, Bottleneck, avg_pool_shortcut, projection_shortcut
 from .network import Network, residual_stage
 from .registry import register
-from .se_config import SEConfig, split_se_options
+from .se_config import attention_config
 
 STAGE_PLANES = (64, 128, 256, 512)
 
@@ -67,6 +70,12 @@ TIMM_RESNETS = {
     "seresnext26d_32x4d": ((Bottleneck, (2, 2, 2, 2), 32, 4), True, True),
     "seresnext50_32x4d": (ARCHITECTURES["resnext50_32x4d"], True, False),
     "seresnext101_32x4d": (ARCHITECTURES["resnext101_32x4d"], True, False),
+}
+
+# timm name -> (architecture, attention variant, "d" variant?): ResNets named after
+# another attention block than SE (``nn/attention.py``), placed where timm puts SE
+TIMM_ATTENTION_RESNETS = {
+    "ecaresnet50d": (ARCHITECTURES["resnet50"], "eca", True),
 }
 
 
@@ -96,13 +105,14 @@ class ImageNetResNet(Network):
             num_classes=0 gives the pooled features (N, C) instead of logits.
         deep_stem, avg_down: the "d" variant's stem and shortcut (module docstring).
         drop_rate: dropout before the classifier (timm's ``drop_rate``).
+        block_options: more keywords for every block (the SK units' ``sk_options``).
 
     Shapes: x (N, in_channels, H, W) -> logits (N, num_classes).
     """
 
     def __init__(self, block, layers, groups=1, base_width=64, stride_in_1x1=False,
                  in_channels=3, num_classes=1000, se_config=None, dtype=np.float32, seed=0,
-                 deep_stem=False, avg_down=False, drop_rate=0.0):
+                 deep_stem=False, avg_down=False, drop_rate=0.0, block_options=None):
         super().__init__()
         rng = as_generator(seed)
         self.in_channels, self.num_classes = int(in_channels), int(num_classes)
@@ -114,12 +124,13 @@ class ImageNetResNet(Network):
         self.bn1 = BatchNorm2d(64, dtype=dtype)
         self.relu = ReLU()
         self.maxpool = MaxPool2d(3, stride=2, padding=1)
-        block_options = {}
-        if block is Bottleneck:
+        extra_options, block_options = block_options or {}, {}
+        if block.expansion == 4:     # Bottleneck, SelectiveKernelBottleneck
             block_options = {"groups": groups, "base_width": base_width,
                              "stride_in_1x1": stride_in_1x1}
         elif (groups, base_width) != (1, 64):
             raise ValueError("groups/base_width: BasicBlock supports only groups=1, base_width=64")
+        block_options.update(extra_options)
         channels = 64
         for stage_index, (planes, num_blocks) in enumerate(zip(STAGE_PLANES, layers)):
             stage, channels = residual_stage(block, channels, planes, num_blocks,
@@ -133,15 +144,16 @@ class ImageNetResNet(Network):
         self._finish()
 
 
-def _imagenet_builder(model_name, architecture, with_se, se_divisor=None, variant_d=False):
+def _imagenet_builder(model_name, architecture, with_se, se_divisor=None, variant_d=False,
+                      attention=None):
     block, layers, groups, base_width = architecture
 
     def build(in_channels=3, num_classes=1000, dtype=np.float32, seed=0, stride_in_1x1=False,
               drop_rate=0.0, **options):
-        se_options, rest = split_se_options(model_name, with_se, options)
+        se_config, rest = attention_config(model_name, 4, with_se, options, divisor=se_divisor,
+                                           default_attention=attention)
         if rest:
             raise TypeError(f"{model_name}: unexpected options {sorted(rest)}")
-        se_config = SEConfig(4, divisor=se_divisor, **se_options) if with_se else None
         return ImageNetResNet(block, layers, groups, base_width, stride_in_1x1, in_channels,
                               num_classes, se_config, dtype, seed, deep_stem=variant_d,
                               avg_down=variant_d, drop_rate=drop_rate)
@@ -169,6 +181,12 @@ def _register_all():
             kind += ", SE width make_divisible(C/16, 8)"
         register(name, _imagenet_builder(name, architecture, with_se, 8 if with_se else None,
                                          variant_d), kind)
+    for name, (architecture, attention, variant_d) in TIMM_ATTENTION_RESNETS.items():
+        block, layers, _, _ = architecture
+        kind = f"timm's {name}: {block.__name__} x {layers}, deep stem, avg-pool shortcut, " \
+               f"{attention} in every block"
+        register(name, _imagenet_builder(name, architecture, False, None, variant_d, attention),
+                 kind)
 
 
 _register_all()

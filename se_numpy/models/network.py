@@ -22,6 +22,7 @@ from ..nn.container import Identity, Sequential
 from ..nn.dropout import Dropout
 from ..nn.linear import Linear
 from ..nn.residual import projection_shortcut
+from ..nn.selective_kernel_blocks import REPLACE_3X3, selective_kernel_unit
 
 
 class Network(NamedSequential):
@@ -122,9 +123,17 @@ def residual_stage(block, in_channels, planes, num_blocks, stride, stage_index, 
 
     The projection shortcut (``downsample.0/1``, or ``shortcut(...)`` for the
     "d" ResNets' average-pool one) is used exactly where the shape changes
-    (stride != 1 or a different channel count), He et al.'s option B.
+    (stride != 1 or a different channel count), He et al.'s option B. With
+    ``se_config.placement == "replace_3x3"`` (Selective Kernel) the stage's units
+    are the SK twins of ``block``, with SK's attention width 1/reduction.
     Returns (Sequential of blocks, output channels).
     """
+    if se_config is not None and se_config.placement == REPLACE_3X3:
+        if stage_index in se_config.stages:       # the unit's 3x3 becomes an SK layer
+            block = selective_kernel_unit(block)
+            block_options = dict(block_options, sk_options={
+                "rd_ratio": 1.0 / se_config.reductions[stage_index]})
+        se_config = None
     blocks = []
     out_channels = planes * block.expansion
     placement = se_config.placement if se_config is not None else "standard"

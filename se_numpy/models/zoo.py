@@ -12,7 +12,7 @@ from typing import NamedTuple
 
 TIMM_NAMES = (
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152",
-    "resnext50_32x4d", "resnext101_32x4d", "resnet50d",
+    "resnext50_32x4d", "resnext101_32x4d", "resnet50d", "ecaresnet50d",
     "seresnet18", "seresnet34", "seresnet50", "seresnet101", "seresnet152", "seresnet152d",
     "seresnext26d_32x4d", "seresnext50_32x4d", "seresnext101_32x4d",
     "legacy_seresnet18", "legacy_seresnet34", "legacy_seresnet50", "legacy_seresnet101",
@@ -20,6 +20,7 @@ TIMM_NAMES = (
     "legacy_seresnext101_32x4d", "legacy_senet154",
     "mobilenetv3_small_100", "mobilenetv3_large_100", "efficientnet_b0",
     "regnety_002", "regnety_004", "mobilenetv1_100",
+    "skresnet18", "skresnet34", "skresnet50", "skresnext50_32x4d",
 )
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -45,6 +46,7 @@ PREPROCESSING = {
     "resnet18": _BICUBIC_95, "resnet34": _BICUBIC_95, "resnet50": _BICUBIC_95,
     "resnet101": _BICUBIC_95, "resnet152": _BICUBIC_95, "resnext50_32x4d": _BICUBIC_95,
     "resnext101_32x4d": _BILINEAR_875, "resnet50d": _BICUBIC_875,
+    "ecaresnet50d": _BICUBIC_875,
     "seresnet18": _BICUBIC_875, "seresnet34": _BICUBIC_875, "seresnet50": _BICUBIC_95,
     "seresnet101": _BICUBIC_875, "seresnet152": _BICUBIC_875,
     "seresnet152d": Preprocessing(256, "bicubic", 0.95),
@@ -59,6 +61,8 @@ PREPROCESSING = {
     "efficientnet_b0": _BICUBIC_875, "regnety_002": _BICUBIC_875,
     "regnety_004": Preprocessing(224, "bicubic", 0.965),
     "mobilenetv1_100": Preprocessing(224, "bicubic", 0.875, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5)),
+    "skresnet18": _BICUBIC_875, "skresnet34": _BICUBIC_875, "skresnet50": _BICUBIC_875,
+    "skresnext50_32x4d": _BICUBIC_875,
 }
 
 # Models that are not timm's (se_resnet50, mobilenet_v1, ...) get timm's default configuration.

@@ -20,7 +20,9 @@ strategy", Fig. 5, Tables 14 and 15), with SE(v) = s(v) · v:
                  inside F                                       Table 15 (SE_3x3)
 
 In "standard" the scale and the addition are fused into one pass with the SE
-block's ``forward_add`` (Caffe SENet's "Axpy" layer): s·u + shortcut.
+block's ``forward_add`` (Caffe SENet's "Axpy" layer): s·u + shortcut. Any other
+shape-preserving attention block (``nn/attention.py``: ECA, CBAM, ...) sits in
+the same places; one without ``forward_add`` runs as attention(u) + shortcut.
 
 Backward (written out once in ``ResidualBlock.backward``). With
 pre = F(x) + shortcut(x) and out = ReLU(pre), the addition copies the gradient
@@ -100,15 +102,12 @@ class ResidualBlock(ComposedCounting, Module):
             object.__setattr__(self, "se", None)
             return
         if not (hasattr(attention, "forward") and hasattr(attention, "backward")):
-            raise TypeError(f"attention: expected an SEBlock or None, "
-                            f"got {type(attention).__name__}")
+            raise TypeError(f"attention: expected an SEBlock or None (or another attention "
+                            f"module of nn/attention.py), got {type(attention).__name__}")
         channels = getattr(attention, "channels", expected_channels)
         if channels != expected_channels:
             raise ValueError(f"attention: placement {placement!r} needs an SE block over "
                              f"{expected_channels} channels, got one over {channels}")
-        if placement == "standard" and not hasattr(attention, "forward_add"):
-            raise TypeError("attention: placement 'standard' needs forward_add/backward_add "
-                            f"(as SEBlock has), got {type(attention).__name__}")
         setattr(self, self.attention_name, attention)      # registered under its key name
         object.__setattr__(self, "se", attention)          # the name the code reads
 
@@ -131,8 +130,10 @@ class ResidualBlock(ComposedCounting, Module):
         branch_input = se(x) if (se is not None and placement == "pre") else x
         u = self._branch_forward(branch_input)
 
-        if se is not None and placement == "standard":
+        if se is not None and placement == "standard" and hasattr(se, "forward_add"):
             pre_activation = se.forward_add(u, shortcut)        # s·u + shortcut, one pass
+        elif se is not None and placement == "standard":
+            pre_activation = se(u) + shortcut
         elif se is not None and placement == "identity":
             pre_activation = u + se(shortcut)
         else:
@@ -160,8 +161,10 @@ class ResidualBlock(ComposedCounting, Module):
             dout = se.backward(dout)
         d_pre = relu_backward(dout, relu_cache)
 
-        if se is not None and placement == "standard":
+        if se is not None and placement == "standard" and hasattr(se, "backward_add"):
             du, d_shortcut = se.backward_add(d_pre)
+        elif se is not None and placement == "standard":
+            du, d_shortcut = se.backward(d_pre), d_pre
         elif se is not None and placement == "identity":
             du, d_shortcut = d_pre, se.backward(d_pre)
         else:

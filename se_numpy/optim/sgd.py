@@ -91,10 +91,24 @@ class SGD:
         for _, _, parameter in self._indexed_parameters():
             parameter.zero_grad()
 
-    def set_lr(self, factor):
-        """Set every group's lr to initial_lr · factor (what the schedules call)."""
+    def set_lr_factor(self, factor):
+        """Set every group's lr to ``initial_lr · factor``: a factor, not a learning rate.
+
+        With ``SGD(params, lr=0.15)``, ``set_lr_factor(0.5)`` gives lr = 0.075 and
+        ``set_lr_factor(1)`` restores 0.15. A cosine schedule passes
+        ½(1 + cos(π t / T)), which runs from 1 to 0. ``param_groups[i]["lr"]`` holds
+        the rate now in use.
+        """
+        factor = float(factor)
+        if not (np.isfinite(factor) and factor >= 0):
+            raise ValueError(f"set_lr_factor: expected a finite factor >= 0 of the initial "
+                             f"learning rate, got {factor}")
         for group in self.param_groups:
-            group["lr"] = group["initial_lr"] * float(factor)
+            group["lr"] = group["initial_lr"] * factor
+
+    def set_lr(self, factor):
+        """The same as ``set_lr_factor`` (lr = initial_lr · factor); the name the schedules call."""
+        self.set_lr_factor(factor)
 
     # ------------------------------------------------------------ checkpoints
     def state_dict(self):

@@ -70,7 +70,8 @@ def run_demo(run_dir="runs/demo", fast=False, backend=DEFAULT_BACKEND, seed=0, e
         start = time.perf_counter()
         history = trainer.fit()
         seconds = time.perf_counter() - start
-        results[key] = {"model": model_name,
+        results[key] = {"model": model_name, "data": config.data, "seed": seed,
+                        "train_size": sizes["train_size"],
                         "parameters": sum(p.size for p in trainer.model.parameters()),
                         "seconds": seconds, "compile_seconds": compile_seconds,
                         "history": history, "test_accuracy": history[-1]["test_accuracy"]}
@@ -127,13 +128,17 @@ def format_table(results):
     return "\n".join(lines)
 
 
-def plot_learning_curves(results, path):
-    """Training loss and test accuracy per epoch of both nets, in one PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def learning_curves_figure(results):
+    """Training loss and test accuracy per epoch of both nets, as a matplotlib Figure.
 
-    figure, (loss_axis, accuracy_axis) = plt.subplots(1, 2, figsize=(9, 3.5))
+    The title names the data set, its seed and the training budget, so a saved
+    PNG says which run it shows; the epoch axis has whole-number ticks only.
+    """
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    figure = Figure(figsize=(9, 3.9))
+    loss_axis, accuracy_axis = figure.subplots(1, 2)
     for row in results.values():
         epochs = [h["epoch"] for h in row["history"]]
         loss_axis.plot(epochs, [h["train_loss"] for h in row["history"]], marker="o",
@@ -143,10 +148,21 @@ def plot_learning_curves(results, path):
     loss_axis.set(xlabel="epoch", ylabel="training loss", title="training loss")
     accuracy_axis.set(xlabel="epoch", ylabel="test accuracy", title="test accuracy")
     for axis in (loss_axis, accuracy_axis):
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
         axis.grid(alpha=0.3)
         axis.legend()
+    first = next(iter(results.values()))          # both nets share data, seed and budget
+    epochs = max(len(row["history"]) for row in results.values())
+    figure.suptitle(f"se-numpy demo on the embedded {first['data'].split(':')[0]} data set, "
+                    f"seed {first['seed']}, {first['train_size']:,d} training images, "
+                    f"{epochs} epoch{'s' if epochs != 1 else ''}", fontsize=10)
     figure.tight_layout()
+    return figure
+
+
+def plot_learning_curves(results, path):
+    """``learning_curves_figure(results)`` written to ``path`` as a PNG (atomically)."""
+    figure = learning_curves_figure(results)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    atomic_write(path, lambda stream: figure.savefig(stream, dpi=100, format="png"))
     return path

@@ -1,6 +1,15 @@
 # %% [markdown]
 # # Solutions to the exercises of tutorial 3 (SE inside networks)
 
+# %% [markdown]
+# **Setup (notebooks only).** The next cell runs `tutorials/_setup.py`,
+# which installs `se_numpy` from this clone when the kernel does not have it
+# yet (a fresh environment) and otherwise does nothing. In the `.py` file
+# the line is a comment, so a script skips it.
+
+# %%
+# %run ../_setup.py
+
 # %%
 import os
 

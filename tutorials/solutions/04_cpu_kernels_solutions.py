@@ -1,6 +1,15 @@
 # %% [markdown]
 # # Solutions to the exercises of tutorial 4 (CPU kernels with Numba)
 
+# %% [markdown]
+# **Setup (notebooks only).** The next cell runs `tutorials/_setup.py`,
+# which installs `se_numpy` from this clone when the kernel does not have it
+# yet (a fresh environment) and otherwise does nothing. In the `.py` file
+# the line is a comment, so a script skips it.
+
+# %%
+# %run ../_setup.py
+
 # %%
 import os
 import time
@@ -126,9 +135,14 @@ def squeeze_channel_outer(x):
 
 x = dy
 assert np.allclose(squeeze_pixel_outer(x), squeeze_channel_outer(x), rtol=1e-10)
+order_speed = {}
 for kernel in (squeeze_channel_outer, squeeze_pixel_outer):
-    seconds = best_time(lambda: kernel(x))
-    print(f"{kernel.__name__:24s} {x.nbytes / seconds / GB:6.2f} GB/s")
+    order_speed[kernel.__name__] = x.nbytes / best_time(lambda: kernel(x)) / GB
+    print(f"{kernel.__name__:24s} {order_speed[kernel.__name__]:6.2f} GB/s")
+ratio = order_speed["squeeze_pixel_outer"] / order_speed["squeeze_channel_outer"]
+print(f"(i, j) outside runs at {ratio:.2f}x the speed of (n, c) outside here, with "
+      f"N·C = {x.shape[0] * x.shape[1]} cache lines touched per pixel "
+      f"({x.shape[0] * x.shape[1] * 64 // 1024} KiB)")
 
 # %% [markdown]
 # Memory is fetched in 64-byte cache lines (16 float32). With `(n, c)`
@@ -136,11 +150,12 @@ for kernel in (squeeze_channel_outer, squeeze_pixel_outer):
 # the prefetcher streams ahead. With `(i, j)` outside, each step jumps
 # `H·W·4` bytes ahead, touching `N·C` different lines per pixel. If those
 # `N·C` lines (here 512 lines = 32 KiB) stay in cache until the next pixel,
-# each line is still used 16 times and the damage is small; there is even a
-# gain, because the inner loop over `c` updates independent sums (no
-# dependent chain). Make `N·C` large (e.g. `C = 2048`, `N = 64`: 8 MiB of
-# lines per pixel) and every access misses: that is the case to avoid.
-# Measure before you believe a rule of thumb.
+# each line is still used 16 times and the damage is small; the inner loop
+# over `c` even updates independent sums (no dependent chain), which can make
+# the "wrong" order the faster one — the cell prints which it was here. Make
+# `N·C` large (e.g. `C = 2048`, `N = 64`: 8 MiB of lines per pixel) and every
+# access misses: that is the case to avoid. Measure before you believe a
+# rule of thumb.
 #
 # ## 3. One thread or two
 
@@ -165,6 +180,12 @@ for threads in sorted({1, numba.config.NUMBA_NUM_THREADS}):
     print(f"{threads} thread(s): {x.nbytes / timings[threads] / GB:6.2f} GB/s")
 numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
 assert all(np.isfinite(list(timings.values())))
+if len(timings) > 1:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    gain = timings[1] / timings[max(timings)]
+    print(f"{max(timings)} threads: {gain:.2f}x the speed of one (load average {load:.1f} on "
+          f"{os.cpu_count()} CPUs); one thread reached {x.nbytes / timings[1] / GB / COPY_GBPS:.0%}"
+          " of the copy bandwidth")
 
 # %% [markdown]
 # One core can have only so many cache-line requests in flight, so a single

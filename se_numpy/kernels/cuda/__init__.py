@@ -2,6 +2,8 @@
 
     launch.py   launch geometry, host <-> device rules, the one host wrapper
     se.py       the SE kernels (squeeze, scale, fused backward), each above its wrapper
+    channel_pool.py  the per-pixel mean and max over the channels, one thread per pixel
+    gather.py   the Gather-Excite kernels (extent gather, upsampled gate)
     host.py     convolution, batch norm and pooling: the NumPy reference on the host
 
 This is the only package of the project that imports ``numba.cuda``;
@@ -11,7 +13,7 @@ This is the only package of the project that imports ``numba.cuda``;
 from numba import cuda
 
 from .. import contract
-from . import host, se
+from . import channel_pool, gather, host, se
 from .launch import (SIMULATOR, THREADS_PER_BLOCK, WARP_ROW_MAX_LENGTH, WARP_SIZE,  # noqa: F401
                      is_device_array, launch_rows, launch_threads, launch_warp_rows, limit_grid,
                      new_output, poison_outputs, row_geometry, rows_view, to_device)
@@ -25,8 +27,10 @@ squeeze_forward_shuffle = contract.checked(contract.OPS["squeeze_forward"],
 
 # every GPU kernel by name, for the PTX test and the benchmark
 KERNELS = {wrapper.kernel.py_func.__name__: wrapper.kernel for wrapper in (
-    *(getattr(se, op.name) for op in contract.CONTRACT if op.file == "se"),
+    *(getattr(globals()[op.file], op.name) for op in contract.CONTRACT
+      if op.file in contract.GPU_FILES),
     se.squeeze_forward_naive, se.squeeze_forward_shuffle)}
+KERNELS.update({kernel.py_func.__name__: kernel for kernel in gather.KERNELS})
 
 
 def check_available():
@@ -41,4 +45,4 @@ def check_available():
             "kernels in Numba's (slow) CUDA simulator.")
 
 
-contract.bind(globals(), se, host)
+contract.bind(globals(), se, channel_pool, gather, host)

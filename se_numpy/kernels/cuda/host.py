@@ -1,7 +1,8 @@
 """The kernels without a GPU version: the NumPy reference run on the host.
 
-Every contract row outside ``se.py`` (im2col, col2im, the convolution, the
-batch-norm passes, pooling) is defined here, at the bottom, from its row.
+Every contract row outside ``contract.GPU_FILES`` and ``GPU_FILES_WITH_GEOMETRY`` (im2col,
+col2im, the convolution, the batch-norm passes, pooling) is defined here, at the bottom, from
+its row.
 
 Convolution, batch normalisation and pooling are not what an SE block adds,
 and a GPU convolution is out of scope here; so that every layer of the
@@ -16,7 +17,7 @@ import numpy as np
 from numba import cuda
 
 from .. import numpy as reference
-from ..contract import CONTRACT
+from ..contract import CONTRACT, GPU_FILES, GPU_FILES_WITH_GEOMETRY
 from .launch import is_device_array
 
 
@@ -40,7 +41,7 @@ def host_fallback(function):
     return run_on_host
 
 
-# every row of the contract outside se.py: convolution, batch norm, pooling
+# every row of the contract without a GPU kernel: convolution, batch norm, pooling
 for _op in CONTRACT:
-    if _op.file != "se":
+    if _op.file not in GPU_FILES + GPU_FILES_WITH_GEOMETRY:
         globals()[_op.name] = host_fallback(getattr(reference, _op.name))

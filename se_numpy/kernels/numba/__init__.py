@@ -8,6 +8,8 @@ Files (each with the same name as the reference file it speeds up):
     conv.py     im2col, col2im and the per-sample convolution
     norm.py     the four batch-norm passes
     pool.py     max and average pooling
+    channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
+    gather.py   Gather-Excite's extent gather and upsampled gate
     naive.py    the slower first drafts, kept to show what each trick buys
 
 ``cache=True`` stores the compiled code next to the source, so a second
@@ -21,7 +23,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import contract  # noqa: E402
-from . import conv, norm, pool, rows, se  # noqa: E402
+from . import channel_pool, conv, gather, norm, pool, rows, se  # noqa: E402
 
 NAME = "numba"
 conv_output_size = contract.conv_output_size
@@ -36,4 +38,4 @@ def check_available():
                            f"{error}") from error
 
 
-contract.bind(globals(), se, conv, norm, pool)
+contract.bind(globals(), se, conv, norm, pool, channel_pool, gather)

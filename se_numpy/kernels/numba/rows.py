@@ -107,8 +107,12 @@ def _renamed(function, suffix):
     return copy
 
 
-def serial_and_parallel(loop):
-    """Decorator: compile a loop written with ``prange`` as a serial and a parallel function."""
-    serial = njit(cache=True)(_renamed(loop, "serial"))
-    parallel = njit(parallel=True, cache=True)(_renamed(loop, "parallel"))
+def serial_and_parallel(loop=None, **options):
+    """Decorator: compile a loop written with ``prange`` as a serial and a parallel function.
+
+    ``@serial_and_parallel(fastmath=...)`` passes Numba options to both."""
+    if loop is None:
+        return lambda function: serial_and_parallel(function, **options)
+    serial = njit(cache=True, **options)(_renamed(loop, "serial"))
+    parallel = njit(parallel=True, cache=True, **options)(_renamed(loop, "parallel"))
     return SerialAndParallel(serial, parallel)

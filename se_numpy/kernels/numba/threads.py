@@ -19,11 +19,19 @@ Imported first by the package, because of the first point.
   library scikit-learn uses) finds the BLAS NumPy loaded and sets its
   threads; where it finds none it can control, the convolution runs on one
   worker and leaves the BLAS its own threads.
+* **Workers take the next chunk of work when they are free** (``run_chunks``)
+  instead of a fixed share: on a loaded machine one worker may be
+  descheduled for milliseconds, and with fixed shares the other then waits
+  for it at the end; with a shared queue it does that worker's chunks too.
+  Results are kept per chunk and returned in chunk order, so sums over them
+  do not depend on which worker ran what.
 * The worker pool is created on first use and shut down when Python exits.
 """
 import atexit
 import concurrent.futures
+import itertools
 import os
+import threading
 
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
@@ -47,11 +55,18 @@ def worker_count(jobs):
     return min(numba.get_num_threads(), jobs) if blas_controller() is not None else 1
 
 
-def run_on_workers(job, jobs):
+def run_on_workers(job, jobs, hold_blas=False):
     """Run ``job(worker, count)`` on ``count`` workers (worker w takes jobs w, w + count, ...),
-    with BLAS held to one thread meanwhile. Returns the results in worker order."""
+    with BLAS held to one thread meanwhile. Returns the results in worker order.
+
+    With one worker the BLAS keeps its own threads, unless ``hold_blas``: for
+    small products (a batch-1 CIFAR convolution) OpenBLAS's spinning pool
+    costs far more than its second thread gains (docs/kernels.md)."""
     count = worker_count(jobs)
     if count == 1:
+        if hold_blas and blas_controller() is not None:
+            with blas_controller().limit(limits=1, user_api="blas"):
+                return [job(0, 1)]
         return [job(0, 1)]
     if _workers["size"] != count:
         shutdown_workers()
@@ -60,6 +75,27 @@ def run_on_workers(job, jobs):
     with blas_controller().limit(limits=1, user_api="blas"):
         futures = [_workers["pool"].submit(job, worker, count) for worker in range(count)]
         return [future.result() for future in futures]
+
+
+def run_chunks(work, chunk_count, make_scratch, hold_blas=False):
+    """``[work(chunk, scratch) for chunk in range(chunk_count)]``, computed by the workers.
+
+    Each worker makes its own ``scratch = make_scratch()`` (its buffers) once,
+    then takes the next chunk not yet taken until none is left."""
+    results = [None] * chunk_count
+    chunks, lock = itertools.count(), threading.Lock()
+
+    def job(worker, count):
+        scratch = make_scratch()
+        while True:
+            with lock:
+                chunk = next(chunks)
+            if chunk >= chunk_count:
+                return
+            results[chunk] = work(chunk, scratch)
+
+    run_on_workers(job, chunk_count, hold_blas)
+    return results
 
 
 @atexit.register
