@@ -12,7 +12,8 @@ Each file runs in a pytest process of its own (``CI=true``, so the derandomised
 Hypothesis ``ci`` profile), and its cost is read with ``os.wait4``, which
 includes the subprocesses the tests start. With ``--whole`` the suite runs as
 one command and the peak is the largest *sum* of resident memory over the
-process tree (pytest-xdist workers run at the same time), sampled every 0.2 s.
+process tree (pytest-xdist workers run at the same time), sampled every 0.2 s,
+as RSS and as PSS (see ``tree_memory_bytes``).
 The per-file numbers include each process's start (Python, NumPy and Numba
 imports, about a second), so their sum is more than one run of the suite.
 """
@@ -27,8 +28,13 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def tree_rss_bytes(pid):
-    """Resident bytes of ``pid`` and all its descendants (Linux ``/proc``)."""
+def tree_memory_bytes(pid):
+    """(RSS, PSS) in bytes of ``pid`` and all its descendants (Linux ``/proc``).
+
+    RSS counts a page shared by several processes (NumPy's and LLVM's libraries,
+    which every xdist worker maps) once per process, so the RSS sum overstates
+    what the tree holds; PSS divides each shared page among the processes that
+    map it, so the PSS sum is the memory the tree really occupies."""
     children = {}
     rss = {}
     page = os.sysconf("SC_PAGE_SIZE")
@@ -44,12 +50,25 @@ def tree_rss_bytes(pid):
             continue  # the process ended while we looked
         children.setdefault(int(fields[1]), []).append(int(entry))
         rss[int(entry)] = resident_pages * page
-    total, stack = 0, [pid]
+    total_rss, total_pss, stack = 0, 0, [pid]
     while stack:
         p = stack.pop()
-        total += rss.get(p, 0)
+        total_rss += rss.get(p, 0)
+        total_pss += _pss_bytes(p)
         stack.extend(children.get(p, []))
-    return total
+    return total_rss, total_pss
+
+
+def _pss_bytes(pid):
+    """Proportional set size of one process, 0 if it ended or cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Pss:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def run(command, sample_tree=False):
@@ -58,11 +77,12 @@ def run(command, sample_tree=False):
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=ROOT, env=environment,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    peak_tree = [0]
+    peak_tree = [0, 0]      # RSS sum, PSS sum
     if sample_tree:
         def sample():
             while process.returncode is None:
-                peak_tree[0] = max(peak_tree[0], tree_rss_bytes(process.pid))
+                rss, pss = tree_memory_bytes(process.pid)
+                peak_tree[0], peak_tree[1] = max(peak_tree[0], rss), max(peak_tree[1], pss)
                 time.sleep(0.2)
         threading.Thread(target=sample, daemon=True).start()
     output = process.stdout.read()
@@ -72,7 +92,7 @@ def run(command, sample_tree=False):
     cpu = usage.ru_utime + usage.ru_stime
     peak = max(usage.ru_maxrss * 1024, peak_tree[0])  # ru_maxrss is in KiB on Linux
     last = output.decode(errors="replace").strip().splitlines()[-1:] or [""]
-    return process.returncode, cpu, peak, wall, last[0]
+    return process.returncode, cpu, peak, wall, last[0], peak_tree[1]
 
 
 def main(argv=None):
@@ -87,15 +107,16 @@ def main(argv=None):
     python = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
     print(f"load average at start: {open('/proc/loadavg').read().strip()}")
     if args.whole:
-        code, cpu, peak, wall, last = run(python + pytest_args, sample_tree=True)
-        print(f"whole suite: {cpu:.1f} CPU s, peak {peak / 2**30:.2f} GiB (process tree), "
+        code, cpu, peak, wall, last, pss = run(python + pytest_args, sample_tree=True)
+        print(f"whole suite: {cpu:.1f} CPU s, peak {peak / 2**30:.2f} GiB RSS summed over the "
+              f"process tree ({pss / 2**30:.2f} GiB PSS, shared pages counted once), "
               f"{wall:.1f} s wall, exit {code}: {last}")
         print(f"load average at end: {open('/proc/loadavg').read().strip()}")
         return code
     files = args.files or sorted(glob.glob(os.path.join(ROOT, "tests", "test_*.py")))
     rows = []
     for path in files:
-        code, cpu, peak, wall, last = run(python + [path] + pytest_args)
+        code, cpu, peak, wall, last, _ = run(python + [path] + pytest_args)
         rows.append((os.path.relpath(path, ROOT), cpu, peak, wall, code, last))
         print(f"  {rows[-1][0]:44s} {cpu:7.1f} CPU s {peak / 2**20:7.0f} MiB  {last}",
               file=sys.stderr, flush=True)

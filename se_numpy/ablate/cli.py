@@ -23,7 +23,8 @@ def add_commands(subparsers):
     add("table", nargs="+", choices=TABLE_NAMES + ("all",), metavar="TABLE",
         help="reduction (Table 10), squeeze (11), excitation (12), stages (13), "
              "integration (14), se3x3 (15), nosqueeze (16), attention (SE against "
-             "Effective SE, ECA, CBAM and scSE), or all; several tables "
+             "Effective SE, ECA, CBAM, scSE, Gather-Excite and Selective Kernel), or all; "
+             "several tables "
              "run in one pool and share their common runs")
     add("--model", default=DEFAULT_MODEL,
         help=f"an SE model of the registry (default {DEFAULT_MODEL}); its plain "
