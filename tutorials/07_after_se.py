@@ -18,7 +18,8 @@
 # The first six are drop-in blocks, `y = g(x) ⊙ x` with the shape of `x`;
 # Selective Kernel replaces the unit's 3x3 convolution instead. This
 # tutorial counts what each costs beside SE, looks at their gates on the
-# same images, and compares the drop-in ones in the same network on the
+# same images, and compares them (Selective Kernel in place of the 3x3) in
+# the same network on the
 # embedded data with several seeds.
 
 # %% [markdown]
@@ -208,7 +209,8 @@ untrained = {name: block for name, block in make_blocks(16).items()
 # statistics are those of tutorial 6 (paired t-test against SE over seeds).
 # The budget is smaller than tutorial 6's (3 000 images x 6 epochs in full
 # mode, against 6 000 x 8: each run trains on 3/8 as many images), because
-# the table has six variants; the printed lines say whether the nets learned
+# the table has nine rows (the plain net, SE and seven other blocks, two of
+# them Gather-Excite variants); the printed lines say whether the nets learned
 # at it.
 
 # %%
