@@ -157,10 +157,6 @@ plain_params, plain_macs = count_params(plain), count_flops(plain, (1, 3, 32, 32
 for name, (params, macs) in network_costs.items():
     print(f"se_tiny_resnet attention={name:5s} {params:7,d} params (+{params - plain_params:5,d} "
           f"over tiny_resnet), {macs / 1e6:.3f} M MACs (+{100 * (macs / plain_macs - 1):.2f}%)")
-missing = [block for block in ("gather_excite", "selective_kernel") if block not in ATTENTION]
-if missing:
-    print(f"not in the registry (so not in the network comparison below): {', '.join(missing)}; "
-          "they are counted and shown as single blocks above and below")
 
 # %% [markdown]
 # ## Their gates on the same images
