@@ -255,7 +255,11 @@ if summary is not None:
               f"{row['difference']:+.2f} points vs {table['baseline']}, {verdict} at p < 0.05 "
               f"over {SEEDS} seeds (p = {row['p']:.3f}), {row['params']:,d} params")
     if not learned:
-        print("-> at this budget some run stayed near chance: no conclusion about the blocks.")
+        widest = max(rows, key=lambda row: row["std"])
+        print(f"-> at this budget some run reached only {lowest:.1f}% accuracy (below 5x chance) "
+              f"and the seeds disagree (widest spread: {widest['name']}, ± {widest['std']:.1f} "
+              "points): training is not yet stable here, so this table says nothing about "
+              "which block helps; a larger --train-limit / --epochs is the fix.")
 else:
     axis.text(0.5, 0.5, "no `se-numpy ablate attention` in this version:\ncomparison not run",
               ha="center", va="center", transform=axis.transAxes)
