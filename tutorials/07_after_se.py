@@ -47,7 +47,6 @@ import numpy as np
 
 import se_numpy as sn
 from se_numpy import nn
-from se_numpy.ablate import TABLE_NAMES
 from se_numpy.analysis import count_flops, count_params
 from se_numpy.analysis.figures import show
 from se_numpy.train.checkpoint import load_model_state
@@ -169,10 +168,8 @@ for name, (params, macs) in network_costs.items():
 # over the channels for the first image.
 #
 # Which blocks: those of the networks trained in the comparison below (the
-# first residual unit of the seed-0 net), when it has run; blocks fresh from
-# initialisation otherwise, which the figure's title then says. A block at
-# initialisation shows what its *form* allows (ECA's smooth neighbour
-# structure, CBAM's pixel pattern), not what it learned.
+# first residual unit of the seed-0 net), each fed the input that unit
+# receives in its own trained network.
 
 # %%
 data = sn.data.make_synthetic(0)
@@ -185,17 +182,7 @@ def effective_gates(block, x):
     return np.nanmean(ratio, axis=(2, 3)), np.nanmean(ratio[0], axis=0)
 
 
-def stem_features(images, seed=0):
-    """The 16-channel map a stem convolution makes of the images (the blocks' input)."""
-    stem = nn.Conv2d(3, 16, 3, padding=1, bias=False, rng=seed)
-    mean, std = data.channel_mean_std()
-    return stem(sn.data.to_float(images, mean, std))
-
-
 images = data.test_images[:4]
-feature_map = stem_features(images)
-untrained = {name: block for name, block in make_blocks(16).items()
-             if name != "Selective Kernel"}
 
 # %% [markdown]
 # ## The comparison: `se-numpy ablate attention`
@@ -211,59 +198,48 @@ untrained = {name: block for name, block in make_blocks(16).items()
 
 # %%
 ABLATION_DIR = OUT / "ablation"
-summary = None
-if "attention" in TABLE_NAMES:
-    command = [sys.executable, "-m", "se_numpy", "ablate", "attention", "--seeds", str(SEEDS),
-               "--workers", str(min(2, os.cpu_count() or 1)), "--quiet", "--out",
-               str(ABLATION_DIR), *BUDGET]
-    print("se-numpy", " ".join(command[3:]))
-    completed = subprocess.run(command, capture_output=True, text=True)
-    print(completed.stdout)
-    if completed.returncode != 0:
-        raise RuntimeError(f"se-numpy ablate failed:\n{completed.stderr}")
-    summary = json.loads((ABLATION_DIR / "summary.json").read_text())
-else:
-    print("This version of se_numpy has no `se-numpy ablate attention` table "
-          f"(tables: {', '.join(TABLE_NAMES)}): the comparison is skipped, and the gates "
-          "below are those of blocks at initialisation.")
+command = [sys.executable, "-m", "se_numpy", "ablate", "attention", "--seeds", str(SEEDS),
+           "--workers", str(min(2, os.cpu_count() or 1)), "--quiet", "--out",
+           str(ABLATION_DIR), *BUDGET]
+print("se-numpy", " ".join(command[3:]))
+completed = subprocess.run(command, capture_output=True, text=True)
+print(completed.stdout)
+if completed.returncode != 0:
+    raise RuntimeError(f"se-numpy ablate failed:\n{completed.stderr}")
+summary = json.loads((ABLATION_DIR / "summary.json").read_text())
 
 # %%
 fig, axis = plt.subplots(figsize=(8, 3.8))
-if summary is not None:
-    table = summary["tables"]["attention"]
-    rows = table["variants"]
-    budget = summary["budget"]
-    lowest = min(100 - max(row["test_errors"]) for row in rows)
-    learned = lowest > 5 * CHANCE
-    for position, row in enumerate(rows):
-        colour = "tab:orange" if row["baseline"] else "tab:blue"
-        axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="o", color=colour,
-                      capsize=5)
-        axis.plot([position + 0.15] * len(row["test_errors"]), row["test_errors"], "k.",
-                  markersize=4)
-    axis.set_xticks(range(len(rows)), [row["name"] for row in rows], fontsize=8)
-    axis.set_ylabel("test error (%), mean ± std over seeds")
-    axis.set_title(f"se_tiny_resnet with each block, {SEEDS} seeds, {budget['train_limit']} "
-                   f"images x {budget['epochs']} epochs (orange: the baseline)", fontsize=9)
-    print(f"lowest final test accuracy of any run: {lowest:.1f}% (chance {CHANCE:.0f}%)")
-    for row in rows:
-        if row["baseline"]:
-            print(f"{row['name']:13s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  baseline")
-            continue
-        verdict = "significant" if row["significant"] else "NOT significant"
-        print(f"{row['name']:13s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  "
-              f"{row['difference']:+.2f} points vs {table['baseline']}, {verdict} at p < 0.05 "
-              f"over {SEEDS} seeds (p = {row['p']:.3f}), {row['params']:,d} params")
-    if not learned:
-        widest = max(rows, key=lambda row: row["std"])
-        print(f"-> at this budget some run reached only {lowest:.1f}% accuracy (below 5x chance) "
-              f"and the seeds disagree (widest spread: {widest['name']}, ± {widest['std']:.1f} "
-              "points): training is not yet stable here, so this table says nothing about "
-              "which block helps; a larger --train-limit / --epochs is the fix.")
-else:
-    axis.text(0.5, 0.5, "no `se-numpy ablate attention` in this version:\ncomparison not run",
-              ha="center", va="center", transform=axis.transAxes)
-    axis.set_axis_off()
+table = summary["tables"]["attention"]
+rows = table["variants"]
+budget = summary["budget"]
+lowest = min(100 - max(row["test_errors"]) for row in rows)
+learned = lowest > 5 * CHANCE
+for position, row in enumerate(rows):
+    colour = "tab:orange" if row["baseline"] else "tab:blue"
+    axis.errorbar([position], [row["mean"]], yerr=[row["std"]], fmt="o", color=colour,
+                  capsize=5)
+    axis.plot([position + 0.15] * len(row["test_errors"]), row["test_errors"], "k.",
+              markersize=4)
+axis.set_xticks(range(len(rows)), [row["name"] for row in rows], fontsize=8)
+axis.set_ylabel("test error (%), mean ± std over seeds")
+axis.set_title(f"se_tiny_resnet with each block, {SEEDS} seeds, {budget['train_limit']} "
+               f"images x {budget['epochs']} epochs (orange: the baseline)", fontsize=9)
+print(f"lowest final test accuracy of any run: {lowest:.1f}% (chance {CHANCE:.0f}%)")
+for row in rows:
+    if row["baseline"]:
+        print(f"{row['name']:13s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  baseline")
+        continue
+    verdict = "significant" if row["significant"] else "NOT significant"
+    print(f"{row['name']:13s} {row['mean']:6.2f} ± {row['std']:5.2f} % error  "
+          f"{row['difference']:+.2f} points vs {table['baseline']}, {verdict} at p < 0.05 "
+          f"over {SEEDS} seeds (p = {row['p']:.3f}), {row['params']:,d} params")
+if not learned:
+    widest = max(rows, key=lambda row: row["std"])
+    print(f"-> at this budget some run reached only {lowest:.1f}% accuracy (below 5x chance) "
+          f"and the seeds disagree (widest spread: {widest['name']}, ± {widest['std']:.1f} "
+          "points): training is not yet stable here, so this table says nothing about "
+          "which block helps; a larger --train-limit / --epochs is the fix.")
 fig.tight_layout()
 show(fig, OUT / "attention_ablation.png")
 
@@ -297,24 +273,17 @@ def trained_block(row, seed_index=0):
     return model, dict(model.named_modules()).get("layer1.0.se")
 
 
-gate_blocks, where = untrained, "at initialisation, on a random stem convolution's features"
-if summary is not None:
-    gate_blocks = {}
-    for row in summary["tables"]["attention"]["variants"]:
-        model, block = trained_block(row)
-        if block is not None:
-            gate_blocks[row["name"]] = (model, block)
-    where = "trained (seed 0), first residual unit"
+gate_blocks = {}
+for row in summary["tables"]["attention"]["variants"]:
+    model, block = trained_block(row)
+    if block is not None:
+        gate_blocks[row["name"]] = (model, block)
 
 fig, axes = plt.subplots(2, len(gate_blocks), figsize=(2.2 * len(gate_blocks), 4.6),
                          squeeze=False)
 mean, std = data.channel_mean_std()
-for column, (name, entry) in enumerate(gate_blocks.items()):
-    if isinstance(entry, tuple):            # a trained net: the unit's own input to its block
-        model, block = entry
-        x_in = block_input(model, block, sn.data.to_float(images, mean, std))
-    else:
-        block, x_in = entry, feature_map
+for column, (name, (model, block)) in enumerate(gate_blocks.items()):
+    x_in = block_input(model, block, sn.data.to_float(images, mean, std))  # the unit's own input
     channel_gates, pixel_gates = effective_gates(block, x_in)
     top = 2 if name.startswith("scSE") else 1                  # scSE's gate is a sum: (0, 2)
     axes[0, column].imshow(channel_gates, aspect="auto", cmap="viridis", vmin=0, vmax=top)
@@ -328,7 +297,7 @@ for column, (name, entry) in enumerate(gate_blocks.items()):
     print(f"{name:16s} channel gates over the 4 images: spread across channels "
           f"{channel_gates.std(axis=1).mean():.3f}, across images "
           f"{channel_gates.std(axis=0).mean():.3f}; pixel gate spread {np.nanstd(pixel_gates):.3f}")
-fig.suptitle(f"Effective gates y/x on the same 4 test images ({where})", fontsize=9)
+fig.suptitle(f"Effective gates y/x on the same 4 test images (trained, seed 0, first residual unit)", fontsize=9)
 fig.tight_layout()
 show(fig, OUT / "gates_same_images.png")
 print(f"whole tutorial: {time.perf_counter() - STARTED:.0f} s")
