@@ -37,6 +37,12 @@ moves outside the sums). The last two terms remove from M·dy its mean and its
 component along x̂: a batch-normalised output cannot change by shifting or
 rescaling the whole channel, so those directions carry no gradient.
 
+*BatchNorm2d followed by ReLU* (ResNet's BN → ReLU), ``batch_norm2d_relu_forward``:
+out = max(y, 0) in the same pass, and backward first applies ReLU's
+derivative, g = dy · 1[y > 0], then the formulas above with g for dy. The
+mask is recomputed from x̂ (y = γ·x̂ + β), so no mask and no pre-ReLU map is
+stored, and neither direction spends a pass on the ReLU.
+
 The passes over the map run in the active backend's kernels
 (``batch_norm_statistics``, ``batch_norm_normalize``, ``batch_norm_backward_sums``,
 ``batch_norm_backward_dx``; the plain NumPy version is in ``kernels/numpy/norm.py``).
@@ -64,6 +70,8 @@ class BatchNorm2dCache(NamedTuple):
     training: bool                  # True: batch statistics were used
     batch_mean: Optional[np.ndarray]      # μ (C,), training mode only
     batch_variance: Optional[np.ndarray]  # σ² (C,), biased, training mode only
+    relu: bool = False                    # True: the output went through ReLU (fused)
+    bias: Optional[np.ndarray] = None     # β (C,) when ``relu``: the mask is 1[γ·x̂ + β > 0]
 
 
 def _check_per_channel(value, name, x):
@@ -83,6 +91,20 @@ def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_v
     ``training=False`` normalises with ``running_mean`` and ``running_var``, which
     are then required. Nothing is updated in place.
     """
+    return _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, relu=False)
+
+
+def batch_norm2d_relu_forward(x, weight=None, bias=None, running_mean=None, running_var=None,
+                              training=True, eps=1e-5):
+    """out = max(0, γ·(x − μ)/sqrt(σ² + eps) + β): ``batch_norm2d_forward`` then ReLU, one pass.
+
+    Arguments and shapes as ``batch_norm2d_forward``; returns ``(out, cache)``.
+    ``batch_norm2d_backward(dout, cache)`` goes back through both.
+    """
+    return _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, relu=True)
+
+
+def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, relu):
     check_nchw(x, "x")
     for value, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"),
                         (running_var, "running_var")):
@@ -108,9 +130,14 @@ def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_v
     # γ = 1 and β = 0 when absent: x̂·1 + 0 is x̂ exactly
     gamma = weight if weight is not None else np.ones_like(inverse_std)
     beta = bias if bias is not None else np.zeros_like(inverse_std)
-    y, normalized = backend.current().batch_norm_normalize(x, mean, inverse_std, gamma, beta)
+    if relu:
+        y, normalized = backend.current().batch_norm_relu_normalize(x, mean, inverse_std, gamma,
+                                                                    beta)
+    else:
+        y, normalized = backend.current().batch_norm_normalize(x, mean, inverse_std, gamma, beta)
     cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, bool(training),
-                             mean if training else None, variance if training else None)
+                             mean if training else None, variance if training else None,
+                             relu, beta if relu else None)
     return y, cache
 
 
@@ -118,22 +145,35 @@ def batch_norm2d_backward(dy, cache):
     """Returns ``(dx, dweight, dbias)``; dweight/dbias are None where the forward had none.
 
     dy (N, C, H, W). Training mode uses the compact formula of the module
-    docstring, evaluation mode dx = dy·γ/sqrt(σ²_running + eps).
+    docstring, evaluation mode dx = dy·γ/sqrt(σ²_running + eps). After
+    ``batch_norm2d_relu_forward`` dy is dL/d(out) and passes through ReLU's
+    derivative first (g = dy·1[γ·x̂ + β > 0] takes dy's place in every formula).
     """
     normalized, inverse_std, weight, has_bias, training = cache[:5]
     check_float_array(dy, "dy", ndim=4)
     check_same_dtype(normalized, dy, "the forward input", "dy")
     check_shape(dy, normalized.shape, "dy")
 
-    sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
+    gamma = weight if weight is not None else np.ones_like(inverse_std)
+    if cache.relu:
+        sum_dy, sum_dy_normalized = backend.current().batch_norm_relu_backward_sums(
+            dy, normalized, gamma, cache.bias)
+    else:
+        sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
     dbias = sum_dy if has_bias else None                          # dβ = Σ dy
     dweight = sum_dy_normalized if weight is not None else None   # dγ = Σ dy·x̂
-    gamma = weight if weight is not None else np.ones_like(inverse_std)
     scale = gamma * inverse_std                                   # γ/s per channel
 
     if not training:
+        if cache.relu:
+            dy = dy * (normalized * _per_channel(gamma) + _per_channel(cache.bias) > 0)
         return dy * _per_channel(scale), dweight, dbias
-    dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized)
+    if cache.relu:
+        dx = backend.current().batch_norm_relu_backward_dx(dy, normalized, gamma, cache.bias,
+                                                           scale, sum_dy, sum_dy_normalized)
+    else:
+        dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy,
+                                                      sum_dy_normalized)
     return dx, dweight, dbias
 
 

@@ -90,6 +90,16 @@ CONTRACT = (
     _row("batch_norm_backward_dx", "norm", "core",
          "dy:map normalized:map scale:channel sum_dy:channel sum_dy_normalized:channel",
          "dx:map"),
+    # batch normalisation followed by ReLU, fused (functional/norm.py, nn/residual.py)
+    _row("batch_norm_relu_normalize", "norm", "core",
+         "x:map mean:channel inverse_std:channel weight:channel bias:channel",
+         "y:map normalized:map"),
+    _row("batch_norm_relu_backward_sums", "norm", "core",
+         "dy:map normalized:map weight:channel bias:channel",
+         "sum_dy:channel sum_dy_normalized:channel"),
+    _row("batch_norm_relu_backward_dx", "norm", "core",
+         "dy:map normalized:map weight:channel bias:channel scale:channel sum_dy:channel "
+         "sum_dy_normalized:channel", "dx:map"),
     # pooling (functional/pool.py)
     _row("max_pool2d_forward", "pool", "core",
          "x:map kernel:option stride:option padding:option", "out:pooled argmax:pooled_index"),

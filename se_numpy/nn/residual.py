@@ -246,25 +246,20 @@ class BasicBlock(ResidualBlock):
     def branch_width(cls, planes, groups=1, base_width=64):
         return planes
 
+    # Every BN → ReLU pair runs as one pass (``forward_relu``); the BN's backward
+    # goes back through its ReLU too.
     def _branch_forward(self, x):
-        h, relu_cache = relu_forward(self.bn1(self.conv1(x)))
+        h = self.bn1.forward_relu(self.conv1(x))
         if self.se is not None and self.placement == "after_3x3":
             h = self.se(h)
-        u = self.bn2(self.conv2(h))
-        output_relu_cache = None
         if self.relu_before_se:
-            u, output_relu_cache = relu_forward(u)
-        self._branch_cache = (relu_cache, output_relu_cache)
-        return u
+            return self.bn2.forward_relu(self.conv2(h))
+        return self.bn2(self.conv2(h))
 
     def _branch_backward(self, du):
-        relu_cache, output_relu_cache = self._branch_cache
-        if self.relu_before_se:
-            du = relu_backward(du, output_relu_cache)
         dh = self.conv2.backward(self.bn2.backward(du))
         if self.se is not None and self.placement == "after_3x3":
             dh = self.se.backward(dh)
-        dh = relu_backward(dh, relu_cache)
         return self.conv1.backward(self.bn1.backward(dh))
 
     def _branch_input_shapes(self, input_shape):
@@ -324,20 +319,18 @@ class Bottleneck(ResidualBlock):
         return int(planes * (base_width / 64.0)) * groups
 
     def _branch_forward(self, x):
-        h1, relu1_cache = relu_forward(self.bn1(self.conv1(x)))
-        h2, relu2_cache = relu_forward(self.bn2(self.conv2(h1)))
+        h1 = self.bn1.forward_relu(self.conv1(x))           # BN → ReLU fused, as in BasicBlock
+        h2 = self.bn2.forward_relu(self.conv2(h1))
         if self.se is not None and self.placement == "after_3x3":
             h2 = self.se(h2)
-        self._branch_cache = (relu1_cache, relu2_cache)
         return self.bn3(self.conv3(h2))
 
     def _branch_backward(self, du):
-        relu1_cache, relu2_cache = self._branch_cache
         dh2 = self.conv3.backward(self.bn3.backward(du))
         if self.se is not None and self.placement == "after_3x3":
             dh2 = self.se.backward(dh2)
-        dh1 = self.conv2.backward(self.bn2.backward(relu_backward(dh2, relu2_cache)))
-        return self.conv1.backward(self.bn1.backward(relu_backward(dh1, relu1_cache)))
+        dh1 = self.conv2.backward(self.bn2.backward(dh2))
+        return self.conv1.backward(self.bn1.backward(dh1))
 
     def _branch_input_shapes(self, input_shape):
         after_conv1 = self.conv1.output_shape(input_shape)
