@@ -574,6 +574,23 @@ def check_batch_norm_against_reference(x, seed, layout):
     assert_identical(cpu.batch_norm_backward_dx(dy, normalized, weight, *expected_sums),
                      ref.batch_norm_backward_dx(dy, normalized, weight, *expected_sums))
 
+    # BatchNorm2d + ReLU: a β of either sign, so that the mask cuts some of every channel
+    relu_bias = rng.uniform(-1, 1, channels).astype(x.dtype)
+    y, normalized = cpu.batch_norm_relu_normalize(x, expected_mean, inverse_std, weight, relu_bias)
+    expected_y, expected_normalized = ref.batch_norm_relu_normalize(x, expected_mean, inverse_std,
+                                                                    weight, relu_bias)
+    assert_identical(y, expected_y)
+    assert_identical(normalized, expected_normalized)
+    sums = cpu.batch_norm_relu_backward_sums(dy, normalized, weight, relu_bias)
+    expected_sums = ref.batch_norm_relu_backward_sums(dy, normalized, weight, relu_bias)
+    for actual, expected, absolute in zip(sums, expected_sums, absolute_sums):
+        assert actual.dtype == expected.dtype
+        # |g| <= |dy|: the unmasked absolute sums bound the masked ones' rounding as well
+        assert np.all(np.abs(actual - expected) <= summation_bound(absolute, terms, x.dtype.type))
+    assert_identical(
+        cpu.batch_norm_relu_backward_dx(dy, normalized, weight, relu_bias, weight, *expected_sums),
+        ref.batch_norm_relu_backward_dx(dy, normalized, weight, relu_bias, weight, *expected_sums))
+
 # --------------------------------------------------------------------------- dtype and layout rules
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_outputs_keep_the_input_dtype_and_are_contiguous(dtype):
