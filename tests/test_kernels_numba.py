@@ -291,6 +291,21 @@ def test_scale_add_forward_matches_reference(u, seed, layout, path):
     assert_identical(out, ref.scale_add_forward(u, s, shortcut))
 
 
+# --------------------------------------------------------------------------- the end of a residual unit
+@settings(max_examples=30)
+@given(u=feature_maps(), seed=seeds, layout=layouts, path=paths)
+def test_residual_add_relu_kernels_match_reference(u, seed, layout, path):
+    s, shortcut = per_channel(u, seed), same_shape_map(u, seed, layout)
+    dout = same_shape_map(u, seed + 1, layout)
+    with kernel_path(path):
+        out = cpu.add_relu_forward(u, shortcut)
+        scaled = cpu.scale_add_relu_forward(u, s, shortcut)
+        d_pre = cpu.relu_backward(dout, scaled)
+    assert_identical(out, ref.add_relu_forward(u, shortcut))
+    assert_identical(scaled, ref.scale_add_relu_forward(u, s, shortcut))
+    assert_identical(d_pre, ref.relu_backward(dout, scaled))
+
+
 # --------------------------------------------------------------------------- conv helpers, pooling
 @st.composite
 def window_configs(draw, max_kernel=3, pooling=True):

@@ -210,19 +210,24 @@ def se_block_backward(dy, cache):
 
 
 def se_block_add_forward(x, shortcut, w1, b1, w2, b2, squeeze="avg", gate="sigmoid",
-                         activation="relu"):
+                         activation="relu", relu=False):
     """SE block fused with the residual addition ("Axpy" of the official Caffe SENet):
 
-        out = s · x + shortcut
+        out = s · x + shortcut              (``relu=True``: out = max(s · x + shortcut, 0))
 
     One pass instead of two (scale, then add), used by residual units with SE in
-    the standard position (paper Fig. 3). Returns ``(out, cache)``.
+    the standard position (paper Fig. 3); with ``relu`` the unit's final ReLU is
+    applied in the same pass (its backward: ``residual.relu_output_backward``).
+    Returns ``(out, cache)``.
     """
     check_shape(shortcut, x.shape, "shortcut")
     check_same_dtype(x, shortcut, "x", "shortcut")
     z, squeeze_cache = squeeze_forward(x, squeeze)
     s, excitation_cache = excitation_forward(z, w1, b1, w2, b2, gate, activation)
-    out = _kernels().scale_add_forward(x, s, shortcut)
+    if relu:
+        out = _kernels().scale_add_relu_forward(x, s, shortcut)
+    else:
+        out = _kernels().scale_add_forward(x, s, shortcut)
     return out, {"x": x, "s": s, "squeeze": squeeze_cache, "excitation": excitation_cache}
 
 

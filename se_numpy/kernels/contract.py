@@ -100,6 +100,11 @@ CONTRACT = (
     _row("batch_norm_relu_backward_dx", "norm", "core",
          "dy:map normalized:map weight:channel bias:channel scale:channel sum_dy:channel "
          "sum_dy_normalized:channel", "dx:map"),
+    # the end of a residual unit, ReLU(pre-activation), and ReLU's backward from its output
+    # (functional/residual.py)
+    _row("add_relu_forward", "residual", "core", "u:map shortcut:map", "out:map"),
+    _row("scale_add_relu_forward", "residual", "core", "u:map s:vector shortcut:map", "out:map"),
+    _row("relu_backward", "residual", "core", "dout:map out:map", "dx:map"),
     # pooling (functional/pool.py)
     _row("max_pool2d_forward", "pool", "core",
          "x:map kernel:option stride:option padding:option", "out:pooled argmax:pooled_index"),
@@ -124,7 +129,7 @@ CONTRACT = (
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool", "channel_pool", "gather")
+FILES = ("se", "conv", "norm", "residual", "pool", "channel_pool", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
 GPU_FILES = ("se", "channel_pool")
 # GPU kernels whose host functions also pass index arrays they compute (windows, nearest

@@ -35,7 +35,8 @@ Each placement only inserts SE's own backward at the point where SE sits.
 """
 import numpy as np
 
-from ..functional.activation import relu_backward, relu_forward
+from ..functional.activation import relu_forward
+from ..functional.residual import add_relu_forward, relu_output_backward
 from .._validation import check_nchw
 from .composed import ComposedCounting
 from .container import Identity, Sequential
@@ -130,19 +131,22 @@ class ResidualBlock(ComposedCounting, Module):
         branch_input = se(x) if (se is not None and placement == "pre") else x
         u = self._branch_forward(branch_input)
 
-        if se is not None and placement == "standard" and hasattr(se, "forward_add"):
-            pre_activation = se.forward_add(u, shortcut)        # s·u + shortcut, one pass
+        # out = ReLU(pre-activation), the addition and the ReLU in one pass; the backward
+        # reads ReLU's mask off ``out`` (functional/residual.py), so no mask is stored
+        if se is not None and placement == "standard" and hasattr(se, "forward_add_relu"):
+            out = se.forward_add_relu(u, shortcut)          # max(s·u + shortcut, 0)
+        elif se is not None and placement == "standard" and hasattr(se, "forward_add"):
+            out = relu_forward(se.forward_add(u, shortcut))[0]
         elif se is not None and placement == "standard":
-            pre_activation = se(u) + shortcut
+            out = add_relu_forward(se(u), shortcut)[0]
         elif se is not None and placement == "identity":
-            pre_activation = u + se(shortcut)
+            out = add_relu_forward(u, se(shortcut))[0]
         else:
-            pre_activation = u + shortcut
-        out, relu_cache = relu_forward(pre_activation)
+            out = add_relu_forward(u, shortcut)[0]
+        self._cache = out
 
         if se is not None and placement == "post":
             out = se(out)
-        self._cache = relu_cache
         return out
 
     # ---------------------------------------------------------------- backward
@@ -154,12 +158,12 @@ class ResidualBlock(ComposedCounting, Module):
         d_shortcut = d_pre                  (or through SE in "identity")
         dx         = F'ᵀ du (through SE last in "pre") + downsample'ᵀ d_shortcut
         """
-        relu_cache = _require_cache(self)
+        relu_output = _require_cache(self)
         placement, se = self.placement, self.se
 
         if se is not None and placement == "post":
             dout = se.backward(dout)
-        d_pre = relu_backward(dout, relu_cache)
+        d_pre = relu_output_backward(dout, relu_output)
 
         if se is not None and placement == "standard" and hasattr(se, "backward_add"):
             du, d_shortcut = se.backward_add(d_pre)
@@ -175,7 +179,9 @@ class ResidualBlock(ComposedCounting, Module):
             dx = se.backward(dx)
         if self.downsample is not None:
             d_shortcut = self.downsample.backward(d_shortcut)
-        return dx + d_shortcut
+        if dx is d_shortcut or not dx.flags.writeable:
+            return dx + d_shortcut
+        return np.add(dx, d_shortcut, out=dx)      # dx is the branch's fresh array: no new one
 
     # ---------------------------------------------------------------- counting
     def output_shape(self, input_shape):

@@ -120,6 +120,16 @@ class SEBlock(Module):
         self.last_gates = self._cache["s"]
         return out
 
+    def forward_add_relu(self, x, shortcut):
+        """out = max(s·x + shortcut, 0) in one pass: a residual unit's end, SE standard position.
+
+        ``backward_add`` takes dL/d(pre-activation): the unit applies ReLU's derivative."""
+        check_nchw(x, channels=self.channels)
+        out, self._cache = se_block_add_forward(x, shortcut, *self._weights(), self.squeeze,
+                                                self.gate, self.activation, relu=True)
+        self.last_gates = self._cache["s"]
+        return out
+
     def backward_add(self, dout):
         """Backward of ``forward_add``: returns (dx, dshortcut)."""
         dx, dshortcut, dw1, db1, dw2, db2 = se_block_add_backward(dout, _require_cache(self))

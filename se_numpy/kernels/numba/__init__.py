@@ -6,7 +6,8 @@ Files (each with the same name as the reference file it speeds up):
     rows.py     the (N·C, H·W) row view, the row helpers, the serial/parallel pair
     se.py       squeeze, scale, the fused SE passes
     conv.py     im2col, col2im and the per-sample convolution
-    norm.py     the four batch-norm passes
+    norm.py     the batch-norm passes, and batch norm + ReLU fused
+    residual.py the end of a residual unit: addition and ReLU in one pass
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
     gather.py   Gather-Excite's extent gather and upsampled gate
@@ -23,7 +24,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import contract  # noqa: E402
-from . import channel_pool, conv, gather, norm, pool, rows, se  # noqa: E402
+from . import channel_pool, conv, gather, norm, pool, residual, rows, se  # noqa: E402
 
 NAME = "numba"
 conv_output_size = contract.conv_output_size
@@ -38,4 +39,4 @@ def check_available():
                            f"{error}") from error
 
 
-contract.bind(globals(), se, conv, norm, pool, channel_pool, gather)
+contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, gather)
