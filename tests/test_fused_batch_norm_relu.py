@@ -113,3 +113,50 @@ def test_module_forward_relu_updates_running_statistics_as_forward_does(backend)
         np.testing.assert_array_equal(fused.state_dict()[name], value)
     np.testing.assert_allclose(fused.weight.grad, plain.weight.grad, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(fused.bias.grad, plain.bias.grad, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("relu", [False, True])
+def test_evaluation_mode_affine_pass_equals_the_normalisation_to_rounding(backend, dtype, relu):
+    """Evaluation writes y = a·x + b (a = γ/sqrt(σ² + eps), b = β − μ·a) and no x̂; it must
+    equal γ·(x − μ)/sqrt(σ² + eps) + β up to a few roundings of the map's dtype."""
+    rng = np.random.default_rng(8)
+    x = (rng.normal(size=(2, 3, 4, 5)) * 3 + 1).astype(dtype)
+    weight, bias = rng.uniform(0.5, 2, 3).astype(dtype), rng.uniform(-1, 1, 3).astype(dtype)
+    mean, var = rng.normal(size=3).astype(dtype), rng.uniform(0.5, 2, 3).astype(dtype)
+    forward = batch_norm2d_relu_forward if relu else batch_norm2d_forward
+    with sn.use_backend(backend):
+        y, cache = forward(x, weight, bias, mean, var, training=False)
+    assert cache.normalized is None                      # nothing but y was written
+    expected = ((x.astype(np.float64) - mean[None, :, None, None])
+                / np.sqrt(var.astype(np.float64) + 1e-5)[None, :, None, None]
+                * weight[None, :, None, None] + bias[None, :, None, None])
+    if relu:
+        expected = np.maximum(expected, 0)
+    eps = np.finfo(dtype).eps
+    # |a·x| + |b| bounds the terms whose roundings (a few each) make the difference
+    terms = np.abs(x * cache.affine[0][None, :, None, None]) + np.abs(cache.affine[1])[None, :, None, None]
+    assert np.all(np.abs(y - expected) <= 4 * eps * terms)
+
+
+def test_switching_between_train_and_eval_keeps_each_mode_right():
+    """eval() output is the running-statistics formula; train() after eval() normalises with the
+    batch again and updates the running statistics again."""
+    rng = np.random.default_rng(9)
+    norm = BatchNorm2d(3, dtype=np.float64)
+    x = rng.normal(size=(4, 3, 3, 3)) * 2 + 1
+    norm.forward_relu(x)
+    norm.eval()
+    frozen = norm.running_mean.copy()
+    evaluated = norm.forward_relu(x)
+    expected = np.maximum((x - frozen[None, :, None, None])
+                          / np.sqrt(norm.running_var + 1e-5)[None, :, None, None], 0)
+    np.testing.assert_allclose(evaluated, expected, rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(norm.running_mean, frozen)     # eval does not update
+    norm.train()
+    trained = norm.forward_relu(x)
+    batch = (x - x.mean(axis=(0, 2, 3), keepdims=True)) / np.sqrt(
+        x.var(axis=(0, 2, 3), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(trained, np.maximum(batch, 0), rtol=1e-12, atol=1e-12)
+    assert norm.num_batches_tracked == 2 and not np.array_equal(norm.running_mean, frozen)

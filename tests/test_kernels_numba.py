@@ -591,6 +591,11 @@ def check_batch_norm_against_reference(x, seed, layout):
 
     # BatchNorm2d + ReLU: a β of either sign, so that the mask cuts some of every channel
     relu_bias = rng.uniform(-1, 1, channels).astype(x.dtype)
+    # evaluation mode's affine pass, alone and with ReLU: the same operations, identical
+    assert_identical(cpu.batch_norm_affine(x, weight, relu_bias),
+                     ref.batch_norm_affine(x, weight, relu_bias))
+    assert_identical(cpu.batch_norm_affine_relu(x, weight, relu_bias),
+                     ref.batch_norm_affine_relu(x, weight, relu_bias))
     y, normalized = cpu.batch_norm_relu_normalize(x, expected_mean, inverse_std, weight, relu_bias)
     expected_y, expected_normalized = ref.batch_norm_relu_normalize(x, expected_mean, inverse_std,
                                                                     weight, relu_bias)

@@ -63,7 +63,7 @@ def _per_channel(values):
 
 class BatchNorm2dCache(NamedTuple):
     """What ``batch_norm2d_backward`` needs, and the batch statistics for the running update."""
-    normalized: np.ndarray          # x̂ (N, C, H, W)
+    normalized: Optional[np.ndarray]  # x̂ (N, C, H, W); None in evaluation mode (see ``input``)
     inverse_std: np.ndarray         # 1 / sqrt(σ² + eps), (C,)
     weight: Optional[np.ndarray]    # γ (C,), or None for γ = 1 (affine=False)
     has_bias: bool
@@ -72,6 +72,16 @@ class BatchNorm2dCache(NamedTuple):
     batch_variance: Optional[np.ndarray]  # σ² (C,), biased, training mode only
     relu: bool = False                    # True: the output went through ReLU (fused)
     bias: Optional[np.ndarray] = None     # β (C,) when ``relu``: the mask is 1[γ·x̂ + β > 0]
+    # evaluation mode: the forward wrote y only; x̂ = (x − μ)·inverse_std is recomputed from these
+    input: Optional[np.ndarray] = None    # x (N, C, H, W)
+    mean: Optional[np.ndarray] = None     # μ (C,), the running mean used
+    affine: Optional[tuple] = None        # (a, b) of y = a·x + b, (C,) each: the ReLU's mask
+
+    def normalized_map(self):
+        """x̂, stored (training mode) or recomputed from the input (evaluation mode)."""
+        if self.normalized is not None:
+            return self.normalized
+        return (self.input - _per_channel(self.mean)) * _per_channel(self.inverse_std)
 
 
 def _check_per_channel(value, name, x):
@@ -130,6 +140,8 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
     # γ = 1 and β = 0 when absent: x̂·1 + 0 is x̂ exactly
     gamma = weight if weight is not None else np.ones_like(inverse_std)
     beta = bias if bias is not None else np.zeros_like(inverse_std)
+    if not training:
+        return _batch_norm2d_evaluation(x, mean, inverse_std, weight, gamma, bias, beta, relu)
     if relu:
         y, normalized = backend.current().batch_norm_relu_normalize(x, mean, inverse_std, gamma,
                                                                     beta)
@@ -141,6 +153,24 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
     return y, cache
 
 
+def _batch_norm2d_evaluation(x, mean, inverse_std, weight, gamma, bias, beta, relu):
+    """Evaluation mode: y = a·x + b per channel, a = γ/sqrt(σ² + eps), b = β − μ·a.
+
+    The constants are those of BN folded into the preceding convolution
+    (W' = a·W, bias' = b); here they are applied in one pass that reads x and
+    writes y, and x̂ is not written at all (the backward recomputes it)."""
+    scale64 = gamma.astype(np.float64) * inverse_std
+    shift64 = beta.astype(np.float64) - mean.astype(np.float64) * scale64
+    scale, shift = scale64.astype(x.dtype), shift64.astype(x.dtype)
+    if relu:
+        y = backend.current().batch_norm_affine_relu(x, scale, shift)
+    else:
+        y = backend.current().batch_norm_affine(x, scale, shift)
+    cache = BatchNorm2dCache(None, inverse_std, weight, bias is not None, False, None, None,
+                             relu, beta if relu else None, x, mean, (scale, shift))
+    return y, cache
+
+
 def batch_norm2d_backward(dy, cache):
     """Returns ``(dx, dweight, dbias)``; dweight/dbias are None where the forward had none.
 
@@ -149,12 +179,15 @@ def batch_norm2d_backward(dy, cache):
     ``batch_norm2d_relu_forward`` dy is dL/d(out) and passes through ReLU's
     derivative first (g = dy·1[γ·x̂ + β > 0] takes dy's place in every formula).
     """
-    normalized, inverse_std, weight, has_bias, training = cache[:5]
+    _, inverse_std, weight, has_bias, training = cache[:5]
+    normalized = cache.normalized_map()
     check_float_array(dy, "dy", ndim=4)
     check_same_dtype(normalized, dy, "the forward input", "dy")
     check_shape(dy, normalized.shape, "dy")
 
     gamma = weight if weight is not None else np.ones_like(inverse_std)
+    if not training:
+        return _batch_norm2d_evaluation_backward(dy, cache, normalized, gamma * inverse_std)
     if cache.relu:
         sum_dy, sum_dy_normalized = backend.current().batch_norm_relu_backward_sums(
             dy, normalized, gamma, cache.bias)
@@ -164,10 +197,6 @@ def batch_norm2d_backward(dy, cache):
     dweight = sum_dy_normalized if weight is not None else None   # dγ = Σ dy·x̂
     scale = gamma * inverse_std                                   # γ/s per channel
 
-    if not training:
-        if cache.relu:
-            dy = dy * (normalized * _per_channel(gamma) + _per_channel(cache.bias) > 0)
-        return dy * _per_channel(scale), dweight, dbias
     if cache.relu:
         dx = backend.current().batch_norm_relu_backward_dx(dy, normalized, gamma, cache.bias,
                                                            scale, sum_dy, sum_dy_normalized)
@@ -175,6 +204,17 @@ def batch_norm2d_backward(dy, cache):
         dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy,
                                                       sum_dy_normalized)
     return dx, dweight, dbias
+
+
+def _batch_norm2d_evaluation_backward(dy, cache, normalized, scale):
+    """dx = g·γ/sqrt(σ² + eps), dγ = Σ g·x̂, dβ = Σ g, with g = dy (·1[a·x + b > 0] after ReLU)."""
+    if cache.relu:
+        factor, offset = cache.affine        # the forward's mask, by the forward's operations
+        dy = dy * (cache.input * _per_channel(factor) + _per_channel(offset) > 0)
+    sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
+    dweight = sum_dy_normalized if cache.weight is not None else None
+    dbias = sum_dy if cache.has_bias else None
+    return dy * _per_channel(scale), dweight, dbias
 
 
 def update_running_stats(running_mean, running_var, batch_mean, batch_variance, count, momentum):

@@ -100,6 +100,9 @@ CONTRACT = (
     _row("batch_norm_relu_backward_dx", "norm", "core",
          "dy:map normalized:map weight:channel bias:channel scale:channel sum_dy:channel "
          "sum_dy_normalized:channel", "dx:map"),
+    # evaluation-mode batch norm: the per-channel affine map, alone and followed by ReLU
+    _row("batch_norm_affine", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
+    _row("batch_norm_affine_relu", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
     # the end of a residual unit, ReLU(pre-activation), and ReLU's backward from its output
     # (functional/residual.py)
     _row("add_relu_forward", "residual", "core", "u:map shortcut:map", "out:map"),

@@ -112,23 +112,20 @@ class SEBlock(Module):
         self._accumulate(dw1, db1, dw2, db2)
         return dx
 
-    def forward_add(self, x, shortcut):
-        """out = s·x + shortcut in one pass (Caffe SENet's "Axpy"), for residual units."""
+    def forward_add(self, x, shortcut, relu=False):
+        """out = s·x + shortcut in one pass (Caffe SENet's "Axpy"), for residual units;
+        ``relu=True``: out = max(s·x + shortcut, 0), the unit's ReLU in the same pass."""
         check_nchw(x, channels=self.channels)
         out, self._cache = se_block_add_forward(x, shortcut, *self._weights(), self.squeeze,
-                                                self.gate, self.activation)
+                                                self.gate, self.activation, relu=relu)
         self.last_gates = self._cache["s"]
         return out
 
     def forward_add_relu(self, x, shortcut):
-        """out = max(s·x + shortcut, 0) in one pass: a residual unit's end, SE standard position.
+        """``forward_add(x, shortcut, relu=True)``: a residual unit's end, SE in the standard place.
 
-        ``backward_add`` takes dL/d(pre-activation): the unit applies ReLU's derivative."""
-        check_nchw(x, channels=self.channels)
-        out, self._cache = se_block_add_forward(x, shortcut, *self._weights(), self.squeeze,
-                                                self.gate, self.activation, relu=True)
-        self.last_gates = self._cache["s"]
-        return out
+        ``backward_add`` then takes dL/d(pre-activation): the unit applies ReLU's derivative."""
+        return self.forward_add(x, shortcut, relu=True)
 
     def backward_add(self, dout):
         """Backward of ``forward_add``: returns (dx, dshortcut)."""

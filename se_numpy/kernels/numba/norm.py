@@ -246,3 +246,38 @@ def batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, sum_dy, sum
                                      *_dx_arguments(dy_rows, scale, sum_dy, sum_dy_normalized),
                                      dx)
     return dx.reshape(dy.shape)
+
+
+# ============================================================================ evaluation mode
+@serial_and_parallel
+def batch_norm_affine_loop(x, scale, shift, relu, zero, y):
+    """y = a_c·x + b_c, clipped at 0 when ``relu``; the reference's operations, no FMA: exact."""
+    n_images, channels, area = x.shape
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        factor, offset = scale[c], shift[c]
+        if relu:
+            for k in range(area):
+                value = x[n, c, k] * factor + offset
+                y[n, c, k] = zero if value < zero else value
+        else:
+            for k in range(area):
+                y[n, c, k] = x[n, c, k] * factor + offset
+    return y
+
+
+def _affine(x, scale, shift, relu):
+    rows = _channels(x)
+    y = np.empty_like(rows)
+    batch_norm_affine_loop(rows, *_vectors(rows.dtype, scale, shift), relu, rows.dtype.type(0), y)
+    return y.reshape(x.shape)
+
+
+def batch_norm_affine(x, scale, shift):
+    """Evaluation-mode y = a_c·x + b_c in one pass: read x, write y (no x̂ is written)."""
+    return _affine(x, scale, shift, False)
+
+
+def batch_norm_affine_relu(x, scale, shift):
+    """Evaluation-mode max(a_c·x + b_c, 0) in one pass: read x, write y."""
+    return _affine(x, scale, shift, True)

@@ -55,3 +55,16 @@ def batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, sum_dy, sum
     """``batch_norm_backward_dx(g, ...)`` of g = dy·1[x̂·γ + β > 0] (sums from the line above)."""
     return batch_norm_backward_dx(dy * _relu_mask(normalized, weight, bias), normalized, scale,
                                   sum_dy, sum_dy_normalized)
+
+
+# Evaluation mode: μ and σ² are the running constants, so BN is a per-channel affine map,
+# y = a_c·x + b_c with a = γ/sqrt(σ² + eps) and b = β − μ·a (what folding BN into the
+# preceding convolution computes); one pass that writes y and nothing else.
+def batch_norm_affine(x, scale, shift):
+    """y = scale_c · x + shift_c, x (N, C, H, W), scale and shift (C,)."""
+    return x * _per_channel(scale) + _per_channel(shift)
+
+
+def batch_norm_affine_relu(x, scale, shift):
+    """max(scale_c · x + shift_c, 0): ``batch_norm_affine`` then ReLU."""
+    return np.maximum(batch_norm_affine(x, scale, shift), x.dtype.type(0))
