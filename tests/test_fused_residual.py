@@ -64,3 +64,38 @@ def test_bad_inputs_are_refused():
         add_relu_forward(u, np.zeros((1, 2, 3, 3), np.float64))
     with pytest.raises(ValueError, match="dout"):
         relu_output_backward(np.zeros((1, 2, 3, 4), np.float32), u)
+
+
+def se_block_unit(inplace):
+    from se_numpy.nn.residual import BasicBlock
+    from se_numpy.nn.se import SEBlock
+    return BasicBlock(4, 4, attention=SEBlock(4, reduction=2, inplace=inplace), rng=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_in_place_evaluation_gives_the_same_output_and_refuses_a_backward(backend):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(2, 4, 5, 5)).astype(np.float32)
+    plain, in_place = se_block_unit(False), se_block_unit(True)
+    in_place.load_state_dict(plain.state_dict())
+    with sn.use_backend(backend):
+        for unit in (plain, in_place):
+            unit(x)                                       # training mode: in place is off
+            unit.eval()
+        expected = plain(x)
+        np.testing.assert_array_equal(in_place(x), expected)
+        plain.backward(np.ones_like(expected))            # out of place: x was kept
+        with pytest.raises(RuntimeError, match="inplace=True"):
+            in_place.backward(np.ones_like(expected))
+        in_place.train()
+        plain.train()
+        np.testing.assert_array_equal(in_place(x), plain(x))
+        dx = in_place.backward(np.ones_like(expected))    # training mode keeps x again
+        np.testing.assert_array_equal(dx, plain.backward(np.ones_like(expected)))
+
+
+def test_in_place_needs_the_relu_kernel():
+    u = np.zeros((1, 2, 3, 3), np.float32)
+    weights = (np.ones((1, 2), np.float32), None, np.ones((2, 1), np.float32), None)
+    with pytest.raises(ValueError, match="in_place=True needs relu=True"):
+        se_block_add_forward(u, u.copy(), *weights, in_place=True)

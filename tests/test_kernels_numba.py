@@ -304,6 +304,11 @@ def test_residual_add_relu_kernels_match_reference(u, seed, layout, path):
     assert_identical(out, ref.add_relu_forward(u, shortcut))
     assert_identical(scaled, ref.scale_add_relu_forward(u, s, shortcut))
     assert_identical(d_pre, ref.relu_backward(dout, scaled))
+    overwritten = u.copy(order="K")                     # a view stays a view's layout
+    with kernel_path(path):
+        result = cpu.scale_add_relu_forward_in_place(overwritten, s, shortcut)
+    assert result is overwritten
+    assert_identical(result, scaled)
 
 
 # --------------------------------------------------------------------------- conv helpers, pooling

@@ -108,6 +108,9 @@ CONTRACT = (
     _row("add_relu_forward", "residual", "core", "u:map shortcut:map", "out:map"),
     _row("scale_add_relu_forward", "residual", "core", "u:map s:vector shortcut:map", "out:map"),
     _row("relu_backward", "residual", "core", "dout:map out:map", "dx:map"),
+    # the same as scale_add_relu_forward, over u (evaluation mode: u is not read again)
+    _row("scale_add_relu_forward_in_place", "residual", "core", "u:map s:vector shortcut:map",
+         "out:map"),
     # pooling (functional/pool.py)
     _row("max_pool2d_forward", "pool", "core",
          "x:map kernel:option stride:option padding:option", "out:pooled argmax:pooled_index"),

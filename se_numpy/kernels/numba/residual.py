@@ -61,3 +61,24 @@ def relu_backward(dout, out):
     dout_rows = rows_of(dout)
     return relu_backward_loop(dout_rows, rows_of(np.asarray(out, dtype=dout_rows.dtype)),
                               dout_rows.dtype.type(1), np.empty_like(dout_rows)).reshape(dout.shape)
+
+
+def scale_add_relu_forward_in_place(u, s, shortcut):
+    """max(s·u + shortcut, 0) stored over u: read u and shortcut, write u, no new map.
+
+    An out-of-place store first reads the destination line it is about to
+    overwrite (write-allocate), so out = f(u, shortcut) moves 4 map-sized
+    streams; over u, whose line is already in cache, it moves 3 (docs/kernels.md,
+    "Scale: what limits each store pattern"). A u that is not C-contiguous (a
+    view) gets the out-of-place result copied into it: in place still, not faster."""
+    if not u.flags.writeable:
+        raise ValueError("scale_add_relu_forward_in_place: u must be writeable, got a "
+                         "read-only array")
+    if not u.flags.c_contiguous:
+        u[...] = scale_add_relu_forward(u, s, shortcut)
+        return u
+    rows = rows_of(u)
+    scale_add_relu_forward_loop(rows, per_row(s, rows.dtype),
+                                rows_of(np.asarray(shortcut, dtype=rows.dtype)),
+                                rows.dtype.type(0), rows)
+    return u
