@@ -83,8 +83,9 @@ def batch_norm_statistics(x):
 
 
 @serial_and_parallel
-def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, y, normalized):
-    """Same operations in the same order as the reference, no fused multiply-add: exact."""
+def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y, normalized):
+    """x̂ and y = x̂·γ + β (clipped at 0 as it is stored when ``relu``), the reference's
+    operations in its order, no fused multiply-add: exact."""
     n_images, channels, area = x.shape
     for r in prange(n_images * channels):
         n, c = r // channels, r % channels
@@ -92,17 +93,23 @@ def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, y, normalized)
         for k in range(area):
             value = (x[n, c, k] - shift) * factor
             normalized[n, c, k] = value
-            y[n, c, k] = value * gamma + beta
+            pre_activation = value * gamma + beta
+            # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
+            y[n, c, k] = zero if relu and pre_activation < zero else pre_activation
     return y, normalized
+
+
+def _normalize(x, mean, inverse_std, weight, bias, relu):
+    rows = _channels(x)
+    y, normalized = np.empty_like(rows), np.empty_like(rows)
+    batch_norm_normalize_loop(rows, *_vectors(rows.dtype, mean, inverse_std, weight, bias),
+                              relu, rows.dtype.type(0), y, normalized)
+    return y.reshape(x.shape), normalized.reshape(x.shape)
 
 
 def batch_norm_normalize(x, mean, inverse_std, weight, bias):
     """``(y, normalized)`` in one pass: read x, write both."""
-    rows = _channels(x)
-    y, normalized = np.empty_like(rows), np.empty_like(rows)
-    batch_norm_normalize_loop(rows, *_vectors(rows.dtype, mean, inverse_std, weight, bias),
-                              y, normalized)
-    return y.reshape(x.shape), normalized.reshape(x.shape)
+    return _normalize(x, mean, inverse_std, weight, bias, False)
 
 
 @serial_and_parallel(fastmath=REDUCTION_FLAGS)
@@ -165,29 +172,9 @@ def batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized):
 
 
 # ============================================================================ BatchNorm2d + ReLU
-@serial_and_parallel
-def batch_norm_relu_normalize_loop(x, mean, inverse_std, weight, bias, zero, y, normalized):
-    """y = max(x̂·γ + β, 0) as it is stored; the reference's operations, no FMA: exact."""
-    n_images, channels, area = x.shape
-    for r in prange(n_images * channels):
-        n, c = r // channels, r % channels
-        shift, factor, gamma, beta = mean[c], inverse_std[c], weight[c], bias[c]
-        for k in range(area):
-            value = (x[n, c, k] - shift) * factor
-            normalized[n, c, k] = value
-            pre_activation = value * gamma + beta
-            # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
-            y[n, c, k] = zero if pre_activation < zero else pre_activation
-    return y, normalized
-
-
 def batch_norm_relu_normalize(x, mean, inverse_std, weight, bias):
     """``(max(y, 0), normalized)`` in one pass: read x, write both; no mask is stored."""
-    rows = _channels(x)
-    y, normalized = np.empty_like(rows), np.empty_like(rows)
-    batch_norm_relu_normalize_loop(rows, *_vectors(rows.dtype, mean, inverse_std, weight, bias),
-                                   rows.dtype.type(0), y, normalized)
-    return y.reshape(x.shape), normalized.reshape(x.shape)
+    return _normalize(x, mean, inverse_std, weight, bias, True)
 
 
 @serial_and_parallel(fastmath=REDUCTION_FLAGS)
