@@ -139,10 +139,10 @@ def test_check_available_runs_a_kernel_here():
 def test_every_row_loop_pair_has_two_cache_entries():
     """numba issue #6845: one function compiled with and without parallel=True shares one
     cache entry, and the "parallel" loop loads the serial code. The pairs must not."""
-    from se_numpy.kernels.numba import norm, se
-    pairs = [value for module in (se, norm) for value in vars(module).values()
+    from se_numpy.kernels.numba import norm, residual, se
+    pairs = [value for module in (se, norm, residual) for value in vars(module).values()
              if isinstance(value, rows.SerialAndParallel)]
-    assert len(pairs) == 9 + 4                  # the SE row loops, the batch-norm passes
+    assert len(pairs) == 9 + 7 + 3          # the SE row loops, batch norm's, the residual end's
     for pair in pairs:
         name = pair.serial.py_func.__name__
         assert pair.parallel.targetoptions.get("parallel"), name

@@ -116,9 +116,17 @@ class SEBlock(Module):
         self._accumulate(dw1, db1, dw2, db2)
         return dx
 
-    def forward_add(self, x, shortcut, relu=False):
-        """out = s·x + shortcut in one pass (Caffe SENet's "Axpy"), for residual units;
-        ``relu=True``: out = max(s·x + shortcut, 0), the unit's ReLU in the same pass."""
+    def forward_add(self, x, shortcut):
+        """out = s·x + shortcut in one pass (Caffe SENet's "Axpy"), for residual units."""
+        return self._forward_add(x, shortcut, relu=False)
+
+    def forward_add_relu(self, x, shortcut):
+        """out = max(s·x + shortcut, 0): ``forward_add`` and the residual unit's ReLU, one pass.
+
+        ``backward_add`` then takes dL/d(pre-activation): the unit applies ReLU's derivative."""
+        return self._forward_add(x, shortcut, relu=True)
+
+    def _forward_add(self, x, shortcut, relu):
         check_nchw(x, channels=self.channels)
         in_place = relu and self.inplace and not self.training and x.flags.writeable
         out, self._cache = se_block_add_forward(x, shortcut, *self._weights(), self.squeeze,
@@ -126,12 +134,6 @@ class SEBlock(Module):
                                                 in_place=in_place)
         self.last_gates = self._cache["s"]
         return out
-
-    def forward_add_relu(self, x, shortcut):
-        """``forward_add(x, shortcut, relu=True)``: a residual unit's end, SE in the standard place.
-
-        ``backward_add`` then takes dL/d(pre-activation): the unit applies ReLU's derivative."""
-        return self.forward_add(x, shortcut, relu=True)
 
     def backward_add(self, dout):
         """Backward of ``forward_add``: returns (dx, dshortcut)."""
