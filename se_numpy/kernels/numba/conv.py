@@ -88,13 +88,17 @@ def im2col_sample(image_stack, cols, kernel_h, kernel_w, stride_h, stride_w,
                     i = p * stride_h - pad_h + a * dilation_h
                     start = p * out_w
                     if i < 0 or i >= height:
-                        cols[row, start:start + out_w] = 0        # a padding row
-                        continue
-                    cols[row, start:start + first] = 0            # left padding
-                    cols[row, start + first:start + stop] = image_stack[
-                        c, i, first * stride_w + column_offset:
-                        (stop - 1) * stride_w + column_offset + 1:stride_w]
-                    cols[row, start + stop:start + out_w] = 0     # right padding
+                        first_here, stop_here = out_w, out_w      # a padding row
+                    else:
+                        first_here, stop_here = first, stop
+                    # element loops, not slices: a slice is a new array view each
+                    # time, which costs more than the few pixels it copies
+                    for q in range(first_here):
+                        cols[row, start + q] = 0                  # left padding
+                    for q in range(first_here, stop_here):
+                        cols[row, start + q] = image_stack[c, i, q * stride_w + column_offset]
+                    for q in range(stop_here, out_w):
+                        cols[row, start + q] = 0                  # right padding
 
 
 def _window(kernel, stride, padding, dilation, out_h, out_w):
@@ -151,11 +155,6 @@ def col2im_sample_whole_rows(cols, planes, kernel_h, kernel_w, pad_h, pad_w,
                     planes[c, target + k] += cols[row, k]
 
 
-# ---------------------------------------------------------------- batch normalisation
-# One parallel job per channel c; the map is viewed as (N, C, H·W), so each
-# job walks N contiguous rows of H·W numbers (a channel of a CIFAR batch is
-
-
 @njit(nogil=True, cache=True)
 def col2im_sample(cols, image_stack, kernel_h, kernel_w, stride_h, stride_w,
                    pad_h, pad_w, dilation_h, dilation_w, out_h, out_w):
@@ -180,12 +179,11 @@ def col2im_sample(cols, image_stack, kernel_h, kernel_w, stride_h, stride_w,
                 first, stop = _inside_range(column_offset, stride_w, width, out_w)
                 for p in range(out_h):
                     i = p * stride_h - pad_h + a * dilation_h
-                    if i < 0 or i >= height or first >= stop:
+                    if i < 0 or i >= height:
                         continue
                     start = p * out_w
-                    image_stack[c, i, first * stride_w + column_offset:
-                                (stop - 1) * stride_w + column_offset + 1:stride_w] += (
-                        cols[row, start + first:start + stop])
+                    for q in range(first, stop):         # a loop: no slice views, no temporary
+                        image_stack[c, i, q * stride_w + column_offset] += cols[row, start + q]
 
 
 @njit(parallel=True, cache=True)
@@ -261,14 +259,43 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     return out.reshape(n, out_channels, out_h, out_w)
 
 
+def _dx_as_convolution_padding(kernel, stride, padding, dilation):
+    """The padding d·(k − 1) − p of dx as a forward convolution of dout, or None where it
+    does not apply: strides > 1 (dout would need zeros between its pixels) or p > d·(k − 1)."""
+    if tuple(stride) != (1, 1):
+        return None
+    pads = tuple(d * (k - 1) - p for k, p, d in zip(kernel, padding, dilation))
+    return pads if min(pads) >= 0 else None
+
+
+def flipped_transposed_weight(weight, groups):
+    """W'_γ[c, (o·kh + a)·kw + b] = W[γ·O/g + o, c, kh−1−a, kw−1−b]  -> (g, C/g, O/g·kh·kw).
+
+    The kernel of dx as a convolution of dout: each filter turned by 180° and
+    the roles of input and output channels swapped."""
+    out_channels, channels, kernel_h, kernel_w = weight.shape
+    by_group = weight.reshape(groups, out_channels // groups, channels, kernel_h, kernel_w)
+    return np.ascontiguousarray(by_group[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)).reshape(
+        groups, channels, -1)
+
+
 def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     """``(dx, dweight)`` as the reference's conv2d_backward, one sample at a time.
 
-    Per sample n: cols = im2col(x[n]) again, dW_γ += dout_γ @ cols_γᵀ,
-    dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols). The samples are cut into
-    ``DWEIGHT_CHUNKS`` chunks; each chunk's dW is summed in float64 and the
-    chunks' sums are added in chunk order, so the result depends neither on
-    timing nor on the number of threads."""
+    Per sample n: cols = im2col(x[n]) again, dW_γᵀ += cols_γ @ dout_γᵀ, then dx
+    by one of two routes:
+
+    * stride 1 (``_dx_as_convolution_padding``): dx is itself a convolution,
+      of dout padded by d·(k − 1) − p with the flipped, transposed kernel,
+      dx[n,c,i,j] = Σ_{o,a,b} W[o,c,kh−1−a,kw−1−b]·dout_pad[n,o,i + a·d,j + b·d]:
+      dcols = im2col(dout[n]) (O/g·kh·kw rows per group), dx_γ = W'_γ @ dcols_γ.
+      One matrix product with K = O/g·kh·kw and a copy, instead of a thin
+      product (K = O/g) and a scatter-add of kh·kw times more numbers.
+    * otherwise, as the reference: dcols_γ = W_γᵀ @ dout_γ, dx[n] = col2im(dcols).
+
+    The samples are cut into ``DWEIGHT_CHUNKS`` chunks; each chunk's dW is
+    summed in float64 and the chunks' sums are added in chunk order, so the
+    result depends neither on timing nor on the number of threads."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = _output_size(x.shape, weight.shape[2:], stride, padding, dilation)
@@ -278,12 +305,21 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     filters, rows = weight_by_group.shape[1:]
     dx = np.empty(x.shape, dtype=x.dtype)
     pointwise = _is_pointwise(weight.shape[2:], stride, padding)
+    dx_padding = None if pointwise else _dx_as_convolution_padding(
+        weight.shape[2:], stride, padding, dilation)
+    if dx_padding is not None:
+        flipped = flipped_transposed_weight(weight, groups)             # (g, C/g, O/g·kh·kw)
+        dx_window = _window(weight.shape[2:], (1, 1), dx_padding, dilation, *x.shape[2:])
+        dx_rows, pixels = flipped.shape[2], x.shape[2] * x.shape[3]
+        dx_by_group = dx.reshape(n, groups, -1, pixels)                 # (N, g, C/g, H·W)
 
     def scratch():
         cols = np.empty((groups * rows, out_h * out_w), dtype=x.dtype)
+        dcols = (np.empty((groups * dx_rows, pixels), dtype=x.dtype) if dx_padding is not None
+                 else np.empty_like(cols))
         # dW_γᵀ = cols_γ @ dout_γᵀ (K, O/g): the same sums as dout_γ @ cols_γᵀ, but
         # BLAS streams cols along its rows, twice as fast for 16-64 filters
-        return cols, np.empty_like(cols), np.empty((rows, filters), dtype=x.dtype)
+        return cols, dcols, np.empty((rows, filters), dtype=x.dtype)
 
     def one_chunk(chunk, buffers):
         cols, dcols, sample_dweight = buffers
@@ -294,13 +330,19 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
                 dcols = dx[sample].reshape(groups * rows, out_h * out_w)
             else:
                 im2col_sample(x[sample], cols, *window)
+            if dx_padding is not None:
+                im2col_sample(dout[sample].reshape(out_channels, out_h, out_w), dcols, *dx_window)
             for group in range(groups):
                 group_rows = slice(group * rows, (group + 1) * rows)
                 dout_group = dout[sample, group * filters:(group + 1) * filters]
                 np.matmul(cols[group_rows], dout_group.T, out=sample_dweight)
                 dweight[group] += sample_dweight
-                np.matmul(weight_by_group[group].T, dout_group, out=dcols[group_rows])
-            if not pointwise:
+                if dx_padding is not None:
+                    np.matmul(flipped[group], dcols[group * dx_rows:(group + 1) * dx_rows],
+                              out=dx_by_group[sample, group])
+                else:
+                    np.matmul(weight_by_group[group].T, dout_group, out=dcols[group_rows])
+            if not pointwise and dx_padding is None:
                 col2im_sample(dcols, dx[sample], *window)
         return dweight
 
