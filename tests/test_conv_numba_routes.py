@@ -118,3 +118,49 @@ def test_samples_per_block_fits_the_budget_and_leaves_blocks_for_the_workers(mon
     assert numba_conv._samples_per_block(5000, 128) == 1      # a sample larger than the budget
     assert numba_conv._samples_per_block(1, 16) == 2          # at most an eighth of the batch
     assert numba_conv._blocks(3, 10, 3) == [(3, 6), (6, 9), (9, 10)]
+
+
+# Winograd F(2×2, 3×3) from WINOGRAD_MIN_CHANNELS channels on. Its rounding is not the direct
+# method's, so it is held to the bound of its own sums, for max|x| = max|w| = 1: an entry of
+# Bᵀ d B adds 4 inputs (≤ 4), of G g Gᵀ weighs 9 by at most (3/2)² in all (≤ 9/4), so each of
+# the C·16 products is ≤ 9 and an output, which Aᵀ·A recombines from 9 of the 16 positions,
+# sums terms of absolute sum ≤ 81·C, rounded along ≤ C + 12 steps (the product's sum over C,
+# then 4 adds in each of the three transforms): |error| ≤ 2·(C + 12)·ε·81·C. An index error
+# moves whole O(1) products, orders of magnitude beyond it (float32: 0.09 beside outputs
+# of size ~8; the measured error, docs/kernels.md, is ~1e-6 of that size).
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("size", [(5, 5), (6, 7)])
+def test_winograd_route_matches_reference(dtype, padding, size):
+    channels = numba_conv.WINOGRAD_MIN_CHANNELS
+    assert numba_conv.use_winograd((3, 3), (1, 1), (1, 1), 1, channels)
+    assert not numba_conv.use_winograd((3, 3), (1, 1), (1, 1), 1, channels - 1)
+    assert not numba_conv.use_winograd((3, 3), (2, 2), (1, 1), 1, channels)
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, size=(3, channels) + size).astype(dtype)
+    weight = rng.uniform(-1, 1, size=(channels, channels, 3, 3)).astype(dtype)
+    options = ((1, 1), (padding, padding), (1, 1), 1)
+    tolerance = 2 * (channels + 12) * np.finfo(dtype).eps * 81 * channels
+    out = cpu.conv2d_forward(x, weight, *options)
+    np.testing.assert_allclose(out, ref.conv2d_forward(x, weight, *options), rtol=0, atol=tolerance)
+    dout = rng.uniform(-1, 1, size=out.shape).astype(dtype)
+    dx, dweight = cpu.conv2d_backward(dout, x, weight, *options)
+    expected_dx, expected_dweight = ref.conv2d_backward(dout, x, weight, *options)
+    np.testing.assert_allclose(dx, expected_dx, rtol=0, atol=tolerance)
+    # dW is not Winograd's: two orders of a sum of N·OH·OW products, each ≤ 1
+    dweight_terms = out.shape[0] * out.shape[2] * out.shape[3]
+    np.testing.assert_allclose(dweight, expected_dweight, rtol=0,
+                               atol=2 * dweight_terms * np.finfo(dtype).eps * dweight_terms)
+
+
+def test_winograd_transforms_of_one_tile_are_the_definition():
+    """Y = Aᵀ[(G g Gᵀ) ⊙ (Bᵀ d B)]A for one 4×4 tile and one filter: the 2×2 direct outputs."""
+    from se_numpy.kernels.numba import winograd
+    rng = np.random.default_rng(6)
+    d = rng.normal(size=(1, 1, 4, 4))
+    g = rng.normal(size=(1, 1, 3, 3))
+    out = np.empty((1, 1, 2, 2))
+    buffers = (np.empty(16), np.empty(16))
+    winograd.convolve_block(d, winograd.filter_transform(g), out, (0, 0), buffers)
+    direct = [[np.sum(d[0, 0, i:i + 3, j:j + 3] * g[0, 0]) for j in range(2)] for i in range(2)]
+    np.testing.assert_allclose(out[0, 0], direct, rtol=1e-13, atol=1e-13)

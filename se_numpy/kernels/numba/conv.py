@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from ..contract import conv_output_size
+from . import winograd
 from .threads import run_chunks
 from .unfold import col2im_loop, col2im_samples, im2col_loop, im2col_samples
 from .unfold import col2im_sample, im2col_sample  # noqa: F401  (the per-sample loops, for tests)
@@ -29,6 +30,11 @@ DWEIGHT_CHUNKS = 8
 # when one worker does them all (batch 1): OpenBLAS's pool costs more than it
 # gains there. A CIFAR 3×3 convolution is 2.4 M; ResNet-50's at 56×56, 116 M.
 SMALL_PRODUCT = 1 << 23
+
+# Winograd F(2×2, 3×3) (winograd.py) for 3×3 stride-1 convolutions of at least
+# this many input channels: its transforms cost per channel what the product
+# saves per channel pair, so it pays from 64 channels on (docs/kernels.md).
+WINOGRAD_MIN_CHANNELS = 64
 
 # A worker's unfolded block of samples stays under this size: in L2 (2 MB per
 # core on the Xeon of docs/kernels.md, 1 MB on many others), and samples enough
@@ -95,14 +101,30 @@ def _samples_per_block(bytes_per_sample, n):
     return max(1, min(BLOCK_BYTES // max(bytes_per_sample, 1), -(-n // DWEIGHT_CHUNKS)))
 
 
+def use_winograd(kernel, stride, dilation, groups, channels):
+    return (winograd.applies(kernel, stride, dilation, groups)
+            and channels >= WINOGRAD_MIN_CHANNELS)
+
+
+def _winograd(x, weight, padding):
+    """``winograd.conv2d`` with blocks of samples sized as the unfolding's."""
+    per_sample = winograd.bytes_per_sample(
+        x.shape[1], weight.shape[0], *_output_size(x.shape, (3, 3), (1, 1), padding, (1, 1)),
+        x.itemsize)
+    return winograd.conv2d(x, weight, padding, _samples_per_block(per_sample, x.shape[0]))
+
+
 def conv2d_forward(x, weight, stride, padding, dilation, groups):
     """Convolution without bias, the reference's conv2d_forward computed a block at a time.
 
     Per block of S samples: cols = im2col(x[block]) (S, g, C/g·kh·kw, L) in the
     worker's own buffer, then out[block] = W (g, O/g, C/g·kh·kw) @ cols, one
     ``np.matmul`` (a BLAS call per sample and group), written in place.
-    -> (N, O, OH, OW)."""
+    A 3×3 stride-1 convolution of ``WINOGRAD_MIN_CHANNELS`` channels or more
+    goes by Winograd's F(2×2, 3×3) instead (``winograd.py``).  -> (N, O, OH, OW)."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
+    if use_winograd(weight.shape[2:], stride, dilation, groups, x.shape[1]):
+        return _winograd(x, weight, padding)
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = _output_size(x.shape, weight.shape[2:], stride, padding, dilation)
     window = _window(weight.shape[2:], stride, padding, dilation, out_h, out_w)
@@ -164,6 +186,8 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
       dcols = im2col(dout[block]) (O/g·kh·kw rows per group), dx_γ = W'_γ @ dcols_γ.
       One matrix product with K = O/g·kh·kw and a copy, instead of a thin
       product (K = O/g) and a scatter-add of kh·kw times more numbers.
+      For a 3×3 kernel and ``WINOGRAD_MIN_CHANNELS`` filters or more, that
+      convolution goes by Winograd (``winograd.py``), after the dW pass.
     * pointwise: dx_γ = W_γᵀ @ dout_γ, written into dx directly.
     * otherwise, as the reference: dcols_γ = W_γᵀ @ dout_γ, dx = col2im(dcols).
 
@@ -183,7 +207,11 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     pointwise = _is_pointwise(weight.shape[2:], stride, padding)
     dx_padding = None if pointwise else _dx_as_convolution_padding(
         weight.shape[2:], stride, padding, dilation)
-    if dx_padding is not None:
+    dx_by_winograd = dx_padding is not None and use_winograd(weight.shape[2:], stride, dilation,
+                                                             groups, out_channels)
+    if dx_by_winograd:
+        dx_padding, dcols_shape = None, (0, 0)                          # dW only in the loop
+    elif dx_padding is not None:
         flipped = flipped_transposed_weight(weight, groups)             # (g, C/g, O/g·kh·kw)
         dx_window = _window(weight.shape[2:], (1, 1), dx_padding, dilation, *x.shape[2:])
         dcols_shape = (groups * flipped.shape[2], in_pixels)
@@ -193,7 +221,7 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     per_block = _samples_per_block(per_sample, n)
 
     def scratch():
-        shape = (0, 0) if pointwise else dcols_shape
+        shape = (0, 0) if pointwise or dx_by_winograd else dcols_shape
         return (np.empty((per_block, groups * rows, pixels), dtype=x.dtype),
                 np.empty((per_block,) + shape, dtype=x.dtype),
                 np.empty((per_block, groups, rows, filters), dtype=x.dtype))
@@ -221,7 +249,7 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
             elif pointwise:
                 np.matmul(weight_by_group.transpose(0, 2, 1), dout_block,
                           out=dx_by_group[first:stop])
-            else:
+            elif not dx_by_winograd:
                 np.matmul(weight_by_group.transpose(0, 2, 1), dout_block,
                           out=dcols.reshape(count, groups, rows, pixels))
                 col2im_samples(dcols, dx[first:stop], *window)
@@ -232,4 +260,8 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     partial_sums = run_chunks(one_chunk, chunk_count, scratch,
                               hold_blas=out_channels * rows * pixels < SMALL_PRODUCT)
     dweight = np.ascontiguousarray(sum(partial_sums).transpose(0, 2, 1), dtype=x.dtype)
+    if dx_by_winograd:
+        flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
+        dx = _winograd(dout.reshape(n, out_channels, out_h, out_w), flipped,
+                       _dx_as_convolution_padding(weight.shape[2:], stride, padding, dilation))
     return dx, dweight.reshape(weight.shape)
