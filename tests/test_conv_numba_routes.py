@@ -120,7 +120,7 @@ def test_samples_per_block_fits_the_budget_and_leaves_blocks_for_the_workers(mon
     assert numba_conv._blocks(3, 10, 3) == [(3, 6), (6, 9), (9, 10)]
 
 
-# Winograd F(2×2, 3×3) from WINOGRAD_MIN_CHANNELS channels on. Its rounding is not the direct
+# Winograd F(2×2, 3×3), opt-in (WINOGRAD_MIN_CHANNELS, None by default). Its rounding is not the direct
 # method's, so it is held to the bound of its own sums, for max|x| = max|w| = 1: an entry of
 # Bᵀ d B adds 4 inputs (≤ 4), of G g Gᵀ weighs 9 by at most (3/2)² in all (≤ 9/4), so each of
 # the C·16 products is ≤ 9 and an output, which Aᵀ·A recombines from 9 of the 16 positions,
@@ -131,8 +131,10 @@ def test_samples_per_block_fits_the_budget_and_leaves_blocks_for_the_workers(mon
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("padding", [0, 1, 2])
 @pytest.mark.parametrize("size", [(5, 5), (6, 7)])
-def test_winograd_route_matches_reference(dtype, padding, size):
-    channels = numba_conv.WINOGRAD_MIN_CHANNELS
+def test_winograd_route_matches_reference(monkeypatch, dtype, padding, size):
+    channels = 64
+    assert not numba_conv.use_winograd((3, 3), (1, 1), (1, 1), 1, channels)   # off by default
+    monkeypatch.setattr(numba_conv, "WINOGRAD_MIN_CHANNELS", channels)
     assert numba_conv.use_winograd((3, 3), (1, 1), (1, 1), 1, channels)
     assert not numba_conv.use_winograd((3, 3), (1, 1), (1, 1), 1, channels - 1)
     assert not numba_conv.use_winograd((3, 3), (2, 2), (1, 1), 1, channels)

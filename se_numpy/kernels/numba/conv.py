@@ -32,9 +32,11 @@ DWEIGHT_CHUNKS = 8
 SMALL_PRODUCT = 1 << 23
 
 # Winograd F(2×2, 3×3) (winograd.py) for 3×3 stride-1 convolutions of at least
-# this many input channels: its transforms cost per channel what the product
-# saves per channel pair, so it pays from 64 channels on (docs/kernels.md).
-WINOGRAD_MIN_CHANNELS = 64
+# this many input channels, or None: never. Off by default: with its transforms
+# written as Numba loops it measured no faster than unfolding on SE-ResNet-20's
+# shapes, and at batch 1-2 on ResNet-50's the filter transform (16·O·C numbers
+# per call) costs more than the product saves (docs/kernels.md, "Convolution").
+WINOGRAD_MIN_CHANNELS = None
 
 # A worker's unfolded block of samples stays under this size: in L2 (2 MB per
 # core on the Xeon of docs/kernels.md, 1 MB on many others), and samples enough
@@ -102,7 +104,8 @@ def _samples_per_block(bytes_per_sample, n):
 
 
 def use_winograd(kernel, stride, dilation, groups, channels):
-    return (winograd.applies(kernel, stride, dilation, groups)
+    """Whether a convolution of ``channels`` input channels goes by Winograd F(2×2, 3×3)."""
+    return (WINOGRAD_MIN_CHANNELS is not None and winograd.applies(kernel, stride, dilation, groups)
             and channels >= WINOGRAD_MIN_CHANNELS)
 
 
@@ -120,8 +123,9 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     Per block of S samples: cols = im2col(x[block]) (S, g, C/g·kh·kw, L) in the
     worker's own buffer, then out[block] = W (g, O/g, C/g·kh·kw) @ cols, one
     ``np.matmul`` (a BLAS call per sample and group), written in place.
-    A 3×3 stride-1 convolution of ``WINOGRAD_MIN_CHANNELS`` channels or more
-    goes by Winograd's F(2×2, 3×3) instead (``winograd.py``).  -> (N, O, OH, OW)."""
+    With ``WINOGRAD_MIN_CHANNELS`` set, a 3×3 stride-1 convolution of that many
+    channels or more goes by Winograd's F(2×2, 3×3) instead (``winograd.py``).
+    -> (N, O, OH, OW)."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     if use_winograd(weight.shape[2:], stride, dilation, groups, x.shape[1]):
         return _winograd(x, weight, padding)
@@ -186,8 +190,8 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
       dcols = im2col(dout[block]) (O/g·kh·kw rows per group), dx_γ = W'_γ @ dcols_γ.
       One matrix product with K = O/g·kh·kw and a copy, instead of a thin
       product (K = O/g) and a scatter-add of kh·kw times more numbers.
-      For a 3×3 kernel and ``WINOGRAD_MIN_CHANNELS`` filters or more, that
-      convolution goes by Winograd (``winograd.py``), after the dW pass.
+      With ``WINOGRAD_MIN_CHANNELS`` set, a 3×3 kernel and that many filters or
+      more, that convolution goes by Winograd (``winograd.py``), after the dW pass.
     * pointwise: dx_γ = W_γᵀ @ dout_γ, written into dx directly.
     * otherwise, as the reference: dcols_γ = W_γᵀ @ dout_γ, dx = col2im(dcols).
 

@@ -22,7 +22,8 @@ for by the transforms (memory passes over V and M) and by rounding: G holds
 ½, and the transforms add and subtract inputs of mixed signs, so the float32
 error is larger than the direct method's (docs/kernels.md, "Convolution",
 measures both against a float64 reference). ``conv.py`` uses it for the forward
-pass and for dx where it measured faster than unfolding (``use_winograd``).
+pass and for dx when ``conv.WINOGRAD_MIN_CHANNELS`` is set (off by default:
+docs/kernels.md has the measurements that decided it).
 """
 import numpy as np
 from numba import njit
@@ -40,8 +41,30 @@ def applies(kernel, stride, dilation, groups):
 
 def filter_transform(weight):
     """U[ξ = 4i + j, o, c] = (G w[o, c] Gᵀ)[i, j]   (O, C, 3, 3) -> (16, O, C), in w's dtype."""
-    transformed = np.einsum("ia,ocab,jb->ijoc", G, weight.astype(np.float64), G)
-    return np.ascontiguousarray(transformed.reshape(16, *weight.shape[:2]), dtype=weight.dtype)
+    transformed = np.empty((16,) + weight.shape[:2], dtype=weight.dtype)
+    filter_transform_loop(np.ascontiguousarray(weight), transformed, G)
+    return transformed
+
+
+@njit(nogil=True, cache=True)
+def filter_transform_loop(weight, transformed, g_matrix):
+    """The loop of ``filter_transform``, in float64, rounded once at the end: 16·O·C small
+    products as NumPy calls (or BLAS calls with K = 3) cost more than the convolution."""
+    rows = np.empty((4, 3))
+    for o in range(weight.shape[0]):
+        for c in range(weight.shape[1]):
+            for i in range(4):                      # G w: (4, 3)
+                for b in range(3):
+                    total = 0.0
+                    for a in range(3):
+                        total += g_matrix[i, a] * weight[o, c, a, b]
+                    rows[i, b] = total
+            for i in range(4):                      # (G w) Gᵀ: (4, 4)
+                for j in range(4):
+                    total = 0.0
+                    for b in range(3):
+                        total += rows[i, b] * g_matrix[j, b]
+                    transformed[4 * i + j, o, c] = total
 
 
 @njit(nogil=True, cache=True)
