@@ -5,7 +5,9 @@ Files (each with the same name as the reference file it speeds up):
     threads.py  OMP_WAIT_POLICY, BLAS thread control, the convolution workers (imported first)
     rows.py     the (N·C, H·W) row view, the row helpers, the serial/parallel pair
     se.py       squeeze, scale, the fused SE passes
-    conv.py     im2col, col2im and the per-sample convolution
+    conv.py     im2col, col2im and the convolution by blocks of samples
+    unfold.py   the per-sample unfolding and folding loops under conv.py
+    winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
     norm.py     the four batch-norm passes
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
