@@ -56,16 +56,22 @@ print(json.dumps(out))
 '''
 
 
+def _arrays(batch, shape, dtype):
+    """x, weight and the (stride, padding, dilation) pairs of one row of SHAPES."""
+    c, o, h, k, s, p, _ = shape
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, c, h, h)).astype(dtype)
+    w = rng.standard_normal((o, c, k, k)).astype(dtype)
+    return x, w, ((s, s), (p, p), (1, 1))
+
+
 def time_se_numpy(batch, repeats, dtype):
     import se_numpy as sn
     from se_numpy.kernels.numba import conv
     sn.use_backend("numba")
     results = []
-    for c, o, h, k, s, p, _ in SHAPES:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((batch, c, h, h)).astype(dtype)
-        w = rng.standard_normal((o, c, k, k)).astype(dtype)
-        pair = ((s, s), (p, p), (1, 1))
+    for shape in SHAPES:
+        x, w, pair = _arrays(batch, shape, dtype)
         times = {"forward": [], "backward": []}
         for r in range(repeats + 1):                 # the first run compiles
             start = time.perf_counter()
@@ -101,11 +107,8 @@ def time_cpu(batch, repeats, dtype):
     from se_numpy.kernels.numba import conv
     numba.set_num_threads(1)
     results = []
-    for c, o, h, k, s, p, _ in SHAPES:
-        rng = np.random.default_rng(0)
-        x = rng.standard_normal((batch, c, h, h)).astype(dtype)
-        w = rng.standard_normal((o, c, k, k)).astype(dtype)
-        pair = ((s, s), (p, p), (1, 1))
+    for shape in SHAPES:
+        x, w, pair = _arrays(batch, shape, dtype)
         dout = np.ones_like(conv.conv2d_forward(x, w, *pair, 1))
         results.append({
             "forward": cpu_seconds(lambda: conv.conv2d_forward(x, w, *pair, 1), repeats),
