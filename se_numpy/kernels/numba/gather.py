@@ -4,12 +4,20 @@ Read ``kernels/numpy/gather.py`` for the math. Each (n, c) plane is an
 independent job, so no two threads write the same element. Two things make
 the loops stream:
 
-* **The gather is separable.** A window mean is a mean of row sums, so each
-  plane is summed down its columns first, into a small (oh, W) float64 buffer
-  (each input row read once per window that holds it, at most twice, and from
-  cache), then along the rows of that buffer. The backward runs the same two
-  steps transposed: each pixel lies in at most two windows per axis,
-  rows ⌊i/e⌋ .. ⌊(i+e−1)/e⌋.
+* **The gather is separable.** A window mean is a mean of column sums, so for
+  each window row p the 2e−1 rows of x it holds are added into one float64
+  row (contiguous, vectorised; each input row is read for at most two
+  windows, the second time from L1), and the cells of that row are then sums
+  of 2e−1 neighbours in it. That second step runs offset by offset
+  (``for t: for q: sums[q] += padded[q·e + t]``): with e = 2 a window is
+  three numbers wide, and a loop over its own three numbers per cell cost
+  more in loop overhead than the additions (the first version, which also
+  took a running prefix sum along every row, a chain of dependent
+  additions, ran at 0.11 of the copy bandwidth; docs/kernels.md). The row
+  is padded with e−1 zeros on the left and enough on the right that every
+  window reads 2e−1 numbers, so no cell needs a clipped range. The
+  backward runs the same two steps transposed: each pixel lies in at most
+  two windows per axis, rows ⌊i/e⌋ .. ⌊(i+e−1)/e⌋.
 * **The upsampling is done once per gate row.** The PyTorch rule (the
   reference's ``nearest_sources``, computed once per call on the host) never
   decreases, so consecutive pixel rows read the same gate row: it is expanded
@@ -34,23 +42,33 @@ from .rows import rows_of, serial_and_parallel
 
 # ============================================================================ gather
 @serial_and_parallel
-def ge_gather_forward_loop(rows, out, width, row_windows, column_windows, inverse_counts):
+def ge_gather_forward_loop(rows, out, width, row_windows, extent, inverse_counts):
+    cells_h = row_windows.shape[0]
+    cells_w = out.shape[1] // cells_h
+    left = extent - 1                               # the zeros before column 0
     for r in prange(rows.shape[0]):
-        # running[j + 1] = Σ over the window's rows of columns 0 .. j: a window's
-        # sum is then one difference, running[stop] − running[start]
-        running = np.zeros(width + 1)
-        cells_w = column_windows.shape[0]
-        for p in range(row_windows.shape[0]):
-            running[:] = 0.0
-            for i in range(row_windows[p, 0], row_windows[p, 1]):
-                base = i * width
-                for j in range(width):
-                    running[j + 1] += rows[r, base + j]
+        # padded[left + j] = Σ over the window's rows of column j; window q is
+        # padded[q·e .. q·e + 2e − 2] (zeros where it leaves the map)
+        padded = np.zeros(cells_w * extent + extent)
+        sums = np.empty(cells_w)
+        plane, cells = rows[r], out[r]
+        for p in range(cells_h):
+            first, stop = row_windows[p, 0], row_windows[p, 1]
+            column_sums = padded[left:left + width]
+            row = plane[first * width:(first + 1) * width]
             for j in range(width):
-                running[j + 1] += running[j]
+                column_sums[j] = row[j]
+            for i in range(first + 1, stop):
+                row = plane[i * width:(i + 1) * width]
+                for j in range(width):
+                    column_sums[j] += row[j]
+            sums[:] = 0.0
+            for t in range(2 * extent - 1):
+                for q in range(cells_w):
+                    sums[q] += padded[q * extent + t]
+            base = p * cells_w
             for q in range(cells_w):
-                total = running[column_windows[q, 1]] - running[column_windows[q, 0]]
-                out[r, p * cells_w + q] = total * inverse_counts[p * cells_w + q]
+                cells[base + q] = sums[q] * inverse_counts[base + q]
     return out
 
 
@@ -66,7 +84,8 @@ def ge_gather_forward(x, extent):
     n, c, height, width = x.shape
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
     out = np.empty((n * c, len(rows) * len(columns)), dtype=x.dtype)
-    ge_gather_forward_loop(rows_of(x), out, width, rows, columns, _inverse_counts(rows, columns))
+    ge_gather_forward_loop(rows_of(x), out, width, rows, extent,
+                           _inverse_counts(rows, columns))
     return out.reshape(n, c, len(rows), len(columns))
 
 
