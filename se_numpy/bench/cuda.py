@@ -163,8 +163,9 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
 
     The arrays follow the contract row's roles: for the SE kernels maps as
     (N·C, H·W) rows, vectors as (N·C,), indices int64; for the channel pooling
-    maps as (N, C, H·W) and planes as (N, H·W) (one thread per pixel); inputs
-    first, then outputs."""
+    and the spatial gate maps as (N, C, H·W) and planes as (N, H·W) (one thread
+    per pixel, or per element for the gate's forward); inputs first, then
+    outputs. The Gather-Excite rows come from ``_gather_cases``."""
     from ..kernels import contract
     rng = np.random.default_rng(seed)
     n, c, h, w = shape
@@ -181,7 +182,7 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
             return cuda.to_device(rng.integers(0, c, (n, row_length)).astype(np.int64))
         return cuda.to_device(rng.uniform(0.1, 1, rows).astype(dtype))
 
-    def pooling_array(role):            # channel_pool: maps as (N, C, H·W)
+    def pooling_array(role):            # channel_pool, spatial_gate: maps as (N, C, H·W)
         array = device_array(role)
         return array.reshape(n, c, row_length) if role == contract.MAP else array
 
@@ -194,9 +195,12 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
             continue
         op = contract.OPS[VARIANTS.get(name, name)]
         wrapper = getattr(getattr(gpu, op.file), name)   # the host function, with its kernel
-        make = pooling_array if op.file == "channel_pool" else device_array
+        per_pixel = op.file in ("channel_pool", "spatial_gate")
+        make = pooling_array if per_pixel else device_array
         arrays = [make(role) for _, role in op.arguments + op.outputs if role != contract.SHAPE]
-        if op.file == "channel_pool":
+        if name == "spatial_scale_forward":
+            launch = wrapper.launch(wrapper.kernel, rows * row_length)  # a thread per element
+        elif per_pixel:
             launch = wrapper.launch(wrapper.kernel, n * row_length)    # a thread per pixel
         else:
             launch = wrapper.launch(wrapper.kernel, rows, row_length)
@@ -277,6 +281,8 @@ def _torch_launches(shape, dtype, seed=0):
              for _ in range(2))
     out = torch.empty_like(x)
     gates, shares = s[:, :, None, None], (dz / (shape[2] * shape[3]))[:, :, None, None]
+    pixel_gates = torch.rand((shape[0], 1, *shape[2:]), device="cuda", dtype=torch_dtype,
+                             generator=generator)
     launches = {
         "device_copy": lambda: out.copy_(x),
         "squeeze_forward": lambda: x.mean(dim=(2, 3)),
@@ -286,6 +292,9 @@ def _torch_launches(shape, dtype, seed=0):
         "se_backward_dx": lambda: torch.addcmul(shares, dy, gates, out=out),
         "scale_add_forward": lambda: torch.addcmul(shortcut, x, gates, out=out),
         "channel_pool_forward": lambda: (x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True)),
+        "spatial_scale_forward": lambda: torch.mul(x, pixel_gates, out=out),
+        "spatial_scale_backward": lambda: (torch.mul(dy, pixel_gates, out=out),
+                                           (dy * x).sum(dim=1, keepdim=True)),
     }
     return launches, f"torch {torch.__version__}"
 

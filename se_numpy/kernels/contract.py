@@ -104,6 +104,10 @@ CONTRACT = (
          "mean:plane max:plane argmax:plane_index"),
     _row("channel_pool_backward", "channel_pool", "core",
          "dmean:plane dmax:plane argmax:plane_index x_shape:shape", "dx:map"),
+    # the spatial gate product of CBAM and scSE, y = x · g per pixel (functional/cbam.py, scse.py)
+    _row("spatial_scale_forward", "spatial_gate", "core", "x:map g:plane", "y:map"),
+    _row("spatial_scale_backward", "spatial_gate", "core", "dy:map x:map g:plane",
+         "dx:map dg:plane"),
     # Gather-Excite: the extent-e gather and the upsampled gate (functional/gather_excite.py)
     _row("ge_gather_forward", "gather", "core", "x:map extent:option", "g:pooled"),
     _row("ge_gather_backward", "gather", "core", "dg:pooled x_shape:shape extent:option",
@@ -114,9 +118,9 @@ CONTRACT = (
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool", "channel_pool", "gather")
+FILES = ("se", "conv", "norm", "pool", "channel_pool", "spatial_gate", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
-GPU_FILES = ("se", "channel_pool")
+GPU_FILES = ("se", "channel_pool", "spatial_gate")
 # GPU kernels whose host functions also pass index arrays they compute (windows, nearest
 # sources), so the GPU benchmark and the PTX test cannot launch them from the roles alone
 GPU_FILES_WITH_GEOMETRY = ("gather",)

@@ -1,4 +1,4 @@
-"""The GPU benchmark's attention rows: the arrays it builds make the kernels compute the right thing.
+"""The GPU benchmark's attention rows: the arrays it builds make the kernels compute right.
 
 ``test_cuda_backend.py`` checks that every timed launch runs; the Gather-Excite
 rows build their own index arrays (``bench/cuda.py`` ``_gather_cases``) instead

@@ -88,13 +88,13 @@ def _pool_stretch(planes, n, start, stop, sums, best, best_channel):
 
 
 @njit(cache=True)
-def _jobs(n_images, pixels):
+def stretch_jobs(n_images, pixels):
     """Jobs of a map: every image cut into stretches of ``PIXELS_PER_JOB`` pixels."""
     return n_images * ((pixels + PIXELS_PER_JOB - 1) // PIXELS_PER_JOB)
 
 
 @njit(cache=True)
-def _stretch(job, pixels):
+def job_stretch(job, pixels):
     """(image, first pixel, end pixel) of job number ``job``."""
     stretches = (pixels + PIXELS_PER_JOB - 1) // PIXELS_PER_JOB
     first = (job % stretches) * PIXELS_PER_JOB
@@ -103,8 +103,8 @@ def _stretch(job, pixels):
 
 @serial_and_parallel
 def channel_pool_forward_loop(planes, sums, best, best_channel):
-    for job in prange(_jobs(planes.shape[0], planes.shape[2])):
-        n, start, stop = _stretch(job, planes.shape[2])
+    for job in prange(stretch_jobs(planes.shape[0], planes.shape[2])):
+        n, start, stop = job_stretch(job, planes.shape[2])
         _pool_stretch(planes, n, start, stop, sums, best, best_channel)
     return sums
 
@@ -134,8 +134,8 @@ def _spread_stretch(shares, dmax, argmax, n, start, stop, out):
 
 @serial_and_parallel
 def channel_pool_backward_loop(out, shares, dmax, argmax):
-    for job in prange(_jobs(out.shape[0], out.shape[2])):
-        n, start, stop = _stretch(job, out.shape[2])
+    for job in prange(stretch_jobs(out.shape[0], out.shape[2])):
+        n, start, stop = job_stretch(job, out.shape[2])
         _spread_stretch(shares, dmax, argmax, n, start, stop, out)
     return out
 
