@@ -122,7 +122,8 @@ FILES = ("se", "conv", "norm", "pool", "channel_pool", "spatial_gate", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
 GPU_FILES = ("se", "channel_pool", "spatial_gate")
 # GPU kernels whose host functions also pass index arrays they compute (windows, nearest
-# sources), so the GPU benchmark and the PTX test cannot launch them from the roles alone
+# sources), so they are not launched from the roles alone: the GPU benchmark builds those
+# arrays itself (``bench/cuda.py`` ``_gather_cases``), the PTX test spells out their signatures
 GPU_FILES_WITH_GEOMETRY = ("gather",)
 
 
