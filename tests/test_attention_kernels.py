@@ -64,8 +64,9 @@ def test_the_backward_is_the_adjoint_of_the_forward_pooling():
                                rtol=1e-12)
 
 
-def test_every_loop_pair_has_two_cache_entries():
-    pairs = [value for value in vars(numba_pool).values()
+@pytest.mark.parametrize("module", [numba_pool, numba_gate], ids=["channel_pool", "spatial_gate"])
+def test_every_loop_pair_has_two_cache_entries(module):
+    pairs = [value for value in vars(module).values()
              if isinstance(value, rows.SerialAndParallel)]
     assert len(pairs) == 2
     for pair in pairs:
@@ -106,11 +107,3 @@ def test_spatial_scale_backward_is_the_adjoint_of_the_forward():
     np.testing.assert_allclose(np.sum(dx * x_change) + np.sum(dg * g_change), directional,
                                rtol=1e-12)
 
-
-def test_spatial_gate_loop_pairs_have_two_cache_entries():
-    pairs = [value for value in vars(numba_gate).values()
-             if isinstance(value, rows.SerialAndParallel)]
-    assert len(pairs) == 2
-    for pair in pairs:
-        assert (pair.serial._cache._cache_file._index_path
-                != pair.parallel._cache._cache_file._index_path)
