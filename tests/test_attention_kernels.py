@@ -107,3 +107,17 @@ def test_spatial_scale_backward_is_the_adjoint_of_the_forward():
     np.testing.assert_allclose(np.sum(dx * x_change) + np.sum(dg * g_change), directional,
                                rtol=1e-12)
 
+
+
+@pytest.mark.parametrize("name", ["spatial_scale_forward", "spatial_scale_backward",
+                                  "channel_pool_backward"])
+def test_a_plane_of_the_wrong_shape_is_refused_by_name(kernels, name):
+    """A whole map passed where one number per pixel belongs would otherwise be read as
+    rows of gates (numba) or broadcast (numpy): the shared check refuses it first."""
+    arguments = list(contract.example_arguments(name, (2, 3, 4, 5), np.float64))
+    position, (argument, _) = next((i, pair) for i, pair in enumerate(contract.OPS[name].arguments)
+                                   if pair[1] in (contract.PLANE, contract.PLANE_INDEX))
+    arguments[position] = np.ones((2, 3, 4, 5), dtype=arguments[position].dtype)
+    with pytest.raises(ValueError, match=rf"{name}: {argument} must be a plane of shape "
+                                         r"\(2, 1, 4, 5\).*got shape \(2, 3, 4, 5\)"):
+        getattr(kernels, name)(*arguments)

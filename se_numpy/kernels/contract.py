@@ -138,16 +138,27 @@ def _map_shape(value):
 
 
 def check_feature_maps(op, arguments):
-    """Raise ``ValueError`` unless every feature-map argument of ``op`` is 4-d and non-empty.
+    """Raise ``ValueError`` unless every feature-map argument of ``op`` is 4-d and non-empty,
+    and every plane is (N, 1, H, W) of the row's map (or ``x_shape``).
 
     An empty batch (N = 0), no channels or an H = W = 0 map has no mean, no
     maximum and nothing to launch; every backend refuses it here, in one place."""
+    map_shape = None
     for (name, role), value in zip(op.arguments, arguments):
         if role in FEATURE_MAPS:
             shape = _map_shape(value)
             if len(shape) != 4 or min(shape) < 1:
                 raise ValueError(f"{op.name}: {name} must be a non-empty (N, C, H, W) map, "
                                  f"got shape {shape}")
+            if role in (MAP, SHAPE) and map_shape is None:
+                map_shape = shape
+    # a plane is one number per pixel of the map: (N, 1, H, W), never silently a whole map
+    for (name, role), value in zip(op.arguments, arguments):
+        if role in (PLANE, PLANE_INDEX) and map_shape is not None:
+            expected = (map_shape[0], 1) + tuple(map_shape[2:])
+            if _map_shape(value) != expected:
+                raise ValueError(f"{op.name}: {name} must be a plane of shape {expected} "
+                                 f"(one number per pixel), got shape {_map_shape(value)}")
 
 
 def checked(op, function):

@@ -17,10 +17,10 @@ import numpy as np
 
 def spatial_scale_forward(x, g):
     """y = x · g, g broadcast over the channels.  x (N, C, H, W), g (N, 1, H, W) -> y."""
-    return x * g
+    return (x * g).astype(x.dtype, copy=False)
 
 
 def spatial_scale_backward(dy, x, g):
     """``(dx, dg)``: dx = dy · g;  dg = Σ_c dy·x, the products and their sum in float64."""
     dg = np.sum(dy.astype(np.float64) * x, axis=1, keepdims=True)
-    return dy * g, dg.astype(dy.dtype)
+    return (dy * g).astype(dy.dtype, copy=False), dg.astype(dy.dtype)
