@@ -13,14 +13,14 @@ loops stream:
   ``padded[q·e : q·e + 2e − 1]``), so no cell needs a clipped range. The
   backward runs the same two steps transposed: each pixel lies in at most
   two windows per axis, rows ⌊i/e⌋ .. ⌊(i+e−1)/e⌋.
-* **Few, long sweeps.** At ImageNet sizes a row is short (56 numbers) and
-  every inner loop pays a fixed start-up cost (alias checks, the vector
-  prologue and tail) comparable to its body. So the loops add three rows
-  (vertically) or three window offsets (horizontally, ``for q: sums[q] +=
-  padded[q·e + t] + …``) per sweep rather than one, and never loop over a
-  single window's own few numbers. The first version (one sweep per row, a
-  running prefix sum along each row, a chain of dependent additions) ran at
-  0.11 of the copy bandwidth (docs/kernels.md has the rows before and after).
+* **Three at a time.** The column sums add three window rows per sweep
+  (``_add_rows``) and the row sums three window offsets per sweep
+  (``_add_windows``, ``for q: sums[q] += padded[q·e + t] + …``), so each
+  running sum is loaded and stored a third as often. The first version (one
+  sweep per row, a running prefix sum along each row, a chain of dependent
+  additions, and a loop per cell over its own few numbers) ran at 0.11 of the
+  copy bandwidth; docs/kernels.md has the rows before and after, and what
+  else was tried.
 * **The upsampling is done once per gate row.** The PyTorch rule (the
   reference's ``nearest_sources``, computed once per call on the host) never
   decreases, so consecutive pixel rows read the same gate row: it is expanded
