@@ -55,7 +55,8 @@ def run_benchmark(backend="numba", shapes=None, dtype="float32", repeats=5, out_
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
     shapes = _check_shapes(shapes if shapes is not None else (QUICK_SHAPES if quick else DEFAULT_SHAPES))
-    kernels = check_kernel_names(kernels, [name for name, _ in cpu_kernel_names()])
+    from .cpu import timed_kernel_names
+    kernels = check_kernel_names(kernels, timed_kernel_names())
     backends = ["numpy"] if backend == "numpy" else ["numpy", "numba"]
     result = _measure(backends, shapes, dtype, repeats, include_torch, quick, kernels)
     os.makedirs(out_dir, exist_ok=True)
@@ -72,12 +73,6 @@ def format_table(result):
         from . import cuda
         return cuda.format_table(result)
     return report.format_table(result)
-
-
-def cpu_kernel_names():
-    """[(name, file)] of the kernels the CPU benchmark can time: every contract row."""
-    from ..kernels import contract
-    return [(op.name, op.file) for op in contract.CONTRACT]
 
 
 def check_kernel_names(kernels, valid):

@@ -33,6 +33,11 @@ SE_BLOCK_PASSES = 7
 UNFOLD_LIMIT_BYTES = 512 * 2 ** 20
 
 
+def timed_kernel_names():
+    """The contract rows this benchmark times (the convolution has its own benchmark)."""
+    return [op.name for op in contract.CONTRACT if not (op.file == "conv" and op.kind == "core")]
+
+
 def kernel_cases(shape, dtype, seed=0, names=None):
     """[(name, arguments)] for one feature-map shape: every contract kernel (or those in
     ``names``), built once. Both backends get identical arguments (``contract.example_arguments``)."""
