@@ -11,6 +11,7 @@ Files (each with the same name as the reference file it speeds up):
     norm.py     the four batch-norm passes
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
+    spatial_gate.py  the spatial gate product y = x · g (one gate per pixel) and its backward
     gather.py   Gather-Excite's extent gather and upsampled gate
     naive.py    the slower first drafts, kept to show what each trick buys
 
@@ -25,7 +26,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import contract  # noqa: E402
-from . import channel_pool, conv, gather, norm, pool, rows, se  # noqa: E402
+from . import channel_pool, conv, gather, norm, pool, rows, se, spatial_gate  # noqa: E402
 
 NAME = "numba"
 conv_output_size = contract.conv_output_size
@@ -40,4 +41,4 @@ def check_available():
                            f"{error}") from error
 
 
-contract.bind(globals(), se, conv, norm, pool, channel_pool, gather)
+contract.bind(globals(), se, conv, norm, pool, channel_pool, spatial_gate, gather)
