@@ -27,6 +27,7 @@ import os
 import subprocess
 import sys
 
+import numba
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -142,7 +143,7 @@ def test_every_row_loop_pair_has_two_cache_entries():
     from se_numpy.kernels.numba import norm, residual, se
     pairs = [value for module in (se, norm, residual) for value in vars(module).values()
              if isinstance(value, rows.SerialAndParallel)]
-    assert len(pairs) == 9 + 7 + 3          # the SE row loops, batch norm's, the residual end's
+    assert len(pairs) == 9 + 9 + 3          # the SE row loops, batch norm's, the residual end's
     for pair in pairs:
         name = pair.serial.py_func.__name__
         assert pair.parallel.targetoptions.get("parallel"), name
@@ -615,6 +616,43 @@ def check_batch_norm_against_reference(x, seed, layout):
     assert_identical(
         cpu.batch_norm_relu_backward_dx(dy, normalized, weight, relu_bias, weight, *expected_sums),
         ref.batch_norm_relu_backward_dx(dy, normalized, weight, relu_bias, weight, *expected_sums))
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True])
+@pytest.mark.parametrize("path", ["serial", "parallel"])
+def test_one_region_per_direction_gives_the_contract_passes_numbers(dtype, relu, path):
+    """``batch_norm_train_forward`` / ``_backward`` (one channel job per channel) against the
+    contract's passes run one after the other: the same operations in the same order,
+    so every output is identical, statistics and sums included. "serial" is below the
+    parallel threshold, where the passes themselves run; "parallel" the channel loops."""
+    from se_numpy.kernels.numba import norm
+    rng = np.random.default_rng(3)
+    channels = max(4, numba.get_num_threads())        # a channel for every thread
+    x = rng.normal(3.0, 2.0, size=(3, channels, 5, 6)).astype(dtype)
+    dy = rng.normal(size=x.shape).astype(dtype)
+    weight = rng.uniform(0.5, 2, channels).astype(dtype)
+    bias = rng.uniform(-1, 1, channels).astype(dtype)   # either sign: the mask cuts some
+    eps = 1e-5
+    with kernel_path(path):
+        assert norm._one_region_pays(x.size, channels) == (path == "parallel")
+        mean, variance = cpu.batch_norm_statistics(x)
+        inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(dtype)
+        normalize = cpu.batch_norm_relu_normalize if relu else cpu.batch_norm_normalize
+        expected_forward = (mean, variance, inverse_std) + normalize(x, mean, inverse_std,
+                                                                       weight, bias)
+        forward = norm.batch_norm_train_forward(x, eps, weight, bias, relu)
+        normalized = expected_forward[4]
+        scale = weight * inverse_std
+        if relu:
+            sums = cpu.batch_norm_relu_backward_sums(dy, normalized, weight, bias)
+            dx = cpu.batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, *sums)
+        else:
+            sums = cpu.batch_norm_backward_sums(dy, normalized)
+            dx = cpu.batch_norm_backward_dx(dy, normalized, scale, *sums)
+        backward = norm.batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu)
+    for actual, expected in zip(forward + backward, expected_forward + sums + (dx,)):
+        assert_identical(actual, expected)
+
 
 # --------------------------------------------------------------------------- dtype and layout rules
 @pytest.mark.parametrize("dtype", DTYPES)

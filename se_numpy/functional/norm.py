@@ -128,6 +128,9 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
             # One value per channel gives σ² = 0 and x̂ = 0: nothing is learned (PyTorch refuses too).
             raise ValueError(f"x: batch norm in training mode needs more than 1 value per channel, "
                              f"got shape {x.shape}")
+        one_region = getattr(backend.current(), "batch_norm_train_forward", None)
+        if one_region is not None:   # a backend's fusion of the calls below (kernels/numba/norm.py)
+            return _batch_norm2d_one_region(one_region, x, weight, bias, eps, relu)
         # Statistics accumulate in float64 (a float32 sum over a large batch loses digits).
         mean, variance = backend.current().batch_norm_statistics(x)
     else:
@@ -150,6 +153,17 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
     cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, bool(training),
                              mean if training else None, variance if training else None,
                              relu, beta if relu else None)
+    return y, cache
+
+
+def _batch_norm2d_one_region(train_forward, x, weight, bias, eps, relu):
+    """Training mode through a backend's ``batch_norm_train_forward``: the same numbers."""
+    ones = np.ones(x.shape[1], x.dtype)
+    gamma = weight if weight is not None else ones
+    beta = bias if bias is not None else ones - ones
+    mean, variance, inverse_std, y, normalized = train_forward(x, eps, gamma, beta, relu)
+    cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, True, mean,
+                             variance, relu, beta if relu else None)
     return y, cache
 
 
@@ -188,6 +202,12 @@ def batch_norm2d_backward(dy, cache):
     gamma = weight if weight is not None else np.ones_like(inverse_std)
     if not training:
         return _batch_norm2d_evaluation_backward(dy, cache, normalized, gamma * inverse_std)
+    one_region = getattr(backend.current(), "batch_norm_train_backward", None)
+    if one_region is not None:   # a backend's fusion of the calls below (kernels/numba/norm.py)
+        sum_dy, sum_dy_normalized, dx = one_region(
+            dy, normalized, gamma, cache.bias if cache.relu else gamma, inverse_std, cache.relu)
+        return (dx, sum_dy_normalized if weight is not None else None,
+                sum_dy if has_bias else None)
     if cache.relu:
         sum_dy, sum_dy_normalized = backend.current().batch_norm_relu_backward_sums(
             dy, normalized, gamma, cache.bias)

@@ -42,4 +42,8 @@ def check_available():
                            f"{error}") from error
 
 
+# not contract rows: optional fusions that functional/norm.py uses where a backend has them
+batch_norm_train_forward = norm.batch_norm_train_forward
+batch_norm_train_backward = norm.batch_norm_train_backward
+
 contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, spatial_gate, gather)

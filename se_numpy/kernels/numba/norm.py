@@ -33,8 +33,9 @@ Each loop exists serial and parallel (``rows.serial_and_parallel``): below
 costs more than a small map's pass.
 """
 import numpy as np
-from numba import prange
+from numba import get_num_threads, njit, prange
 
+from . import rows as row_loops   # its PARALLEL_MIN_ELEMENTS, read at call time (tests change it)
 from .rows import REDUCTION_FLAGS, serial_and_parallel
 
 
@@ -268,3 +269,165 @@ def batch_norm_affine(x, scale, shift):
 def batch_norm_affine_relu(x, scale, shift):
     """Evaluation-mode max(a_c·x + b_c, 0) in one pass: read x, write y."""
     return _affine(x, scale, shift, True)
+
+
+# ============================================================================ one region per direction
+# The contract's four training passes are four parallel regions per layer, and
+# in a training step on a loaded machine each waits for its slowest thread.
+# These two functions do a direction's passes in one region, one job per
+# channel: the channel's statistics (or backward sums), then its element-wise
+# pass while the channel (N·H·W numbers: 512 kB for a CIFAR map of batch 128)
+# is still in L2. Same arithmetic as the passes above, in the same order, so
+# the same numbers bit for bit (tests/test_kernels_numba.py).
+
+@njit(fastmath=REDUCTION_FLAGS, cache=True)
+def _row_moments(row):
+    """(mean, Σ (x − mean)²) of one row: ``batch_norm_row_moments_loop``'s body."""
+    area = row.shape[0]
+    first = np.float64(row[0])
+    total, squares = 0.0, 0.0
+    for k in range(area):
+        shifted = np.float64(row[k]) - first
+        total += shifted
+        squares += shifted * shifted
+    return first + total / area, max(squares - total * total / area, 0.0)
+
+
+@njit(cache=True)
+def _combine_rows(row_mean, row_squares, area):
+    """μ and σ² of a channel from its rows, summed in n order as NumPy's ``sum(axis=0)`` does
+    (no re-association flag here: these sums must keep that order)."""
+    n_images = row_mean.shape[0]
+    total = 0.0
+    for n in range(n_images):
+        total += row_mean[n]
+    mean = total / n_images
+    squares, spread = 0.0, 0.0
+    for n in range(n_images):
+        squares += row_squares[n]
+    for n in range(n_images):
+        spread += (row_mean[n] - mean) ** 2
+    return mean, (squares + area * spread) / (n_images * area)
+
+
+@njit(fastmath=REDUCTION_FLAGS, cache=True)
+def _row_gradient_sums(dy, normalized, gamma, beta, relu, one):
+    """(Σ g, Σ g·x̂) of one row in float64, g = dy (·1[x̂·γ + β > 0] when ``relu``)."""
+    zero = one - one
+    total, total_product = 0.0, 0.0
+    for k in range(dy.shape[0]):
+        value = normalized[k]
+        gradient = dy[k]
+        if relu:
+            gradient = gradient * (one if value * gamma + beta > zero else zero)
+        total += np.float64(gradient)
+        total_product += np.float64(gradient) * np.float64(value)
+    return total, total_product
+
+
+@serial_and_parallel
+def batch_norm_channel_forward_loop(x, eps, weight, bias, relu, zero, mean, variance,
+                                    inverse_std, y, normalized):
+    """Per channel, one job: its statistics, 1/sqrt(σ² + eps), then x̂ and y (ReLU when ``relu``)."""
+    n_images, channels, area = x.shape
+    for c in prange(channels):
+        row_mean, row_squares = np.empty(n_images), np.empty(n_images)
+        for n in range(n_images):
+            row_mean[n], row_squares[n] = _row_moments(x[n, c])
+        mean[c], variance[c] = _combine_rows(row_mean, row_squares, area)
+        # as functional/norm.py computes it: from σ² in the map's dtype, in float64
+        inverse_std[c] = 1.0 / np.sqrt(np.float64(variance[c]) + eps)
+        shift, factor, gamma, beta = mean[c], inverse_std[c], weight[c], bias[c]
+        for n in range(n_images):
+            for k in range(area):
+                value = (x[n, c, k] - shift) * factor
+                normalized[n, c, k] = value
+                pre_activation = value * gamma + beta
+                y[n, c, k] = zero if relu and pre_activation < zero else pre_activation
+    return y, normalized
+
+
+@serial_and_parallel
+def batch_norm_channel_backward_loop(dy, normalized, weight, bias, inverse_std, relu, one,
+                                     count, sum_dy, sum_dy_normalized, dx):
+    """Per channel, one job: Σ g and Σ g·x̂ over its rows, then dx (``batch_norm_backward_dx``)."""
+    n_images, channels, area = dy.shape
+    zero = one - one
+    for c in prange(channels):
+        gamma, beta = weight[c], bias[c]
+        partials = np.empty((2, n_images))
+        for n in range(n_images):
+            partials[0, n], partials[1, n] = _row_gradient_sums(dy[n, c], normalized[n, c],
+                                                                gamma, beta, relu, one)
+        total, total_product = 0.0, 0.0
+        for n in range(n_images):
+            total += partials[0, n]
+        for n in range(n_images):
+            total_product += partials[1, n]
+        sum_dy[c] = total                      # stored in the map's dtype, and read back so
+        sum_dy_normalized[c] = total_product   # dx uses the very numbers the contract's dx gets
+        factor = gamma * inverse_std[c] / count   # (γ/s)/M in the map's dtype, as _dx_arguments
+        shift, slope = sum_dy[c], sum_dy_normalized[c]
+        for n in range(n_images):
+            for k in range(area):
+                value = normalized[n, c, k]
+                gradient = dy[n, c, k]
+                if relu:
+                    gradient = gradient * (one if value * gamma + beta > zero else zero)
+                dx[n, c, k] = factor * ((count * gradient - shift) - value * slope)
+    return dx
+
+
+def _one_region_pays(size, channels):
+    """Channel jobs for a map the parallel loops would take, with a channel for every thread.
+
+    Below ``PARALLEL_MIN_ELEMENTS`` one thread runs every pass and there is no
+    region to save; there the contract's passes, in memory order, are faster
+    (a small channel's rows are a few hundred bytes apart from the next n's).
+    With fewer channels than threads, channel jobs would leave threads idle."""
+    return size >= row_loops.PARALLEL_MIN_ELEMENTS and channels >= get_num_threads()
+
+
+def batch_norm_train_forward(x, eps, weight, bias, relu=False):
+    """Training-mode forward in one parallel region: ``(mean, variance, inverse_std, y,
+    normalized)``, the numbers of ``batch_norm_statistics``, then inverse_std =
+    1/sqrt(σ² + eps) as functional/norm.py computes it, then ``batch_norm_normalize``
+    (``batch_norm_relu_normalize`` when ``relu``). Where one region does not pay
+    (``_one_region_pays``), the contract's passes run instead."""
+    x_rows = _channels(x)
+    dtype, channels = x_rows.dtype, x_rows.shape[1]
+    weight, bias = _vectors(dtype, weight, bias)
+    if not _one_region_pays(x_rows.size, channels):
+        mean, variance = batch_norm_statistics(x)
+        inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(dtype)
+        y, normalized = _normalize(x, mean, inverse_std, weight, bias, relu)
+        return mean, variance, inverse_std, y, normalized
+    mean, variance, inverse_std = (np.empty(channels, dtype) for _ in range(3))
+    y, normalized = np.empty_like(x_rows), np.empty_like(x_rows)
+    batch_norm_channel_forward_loop(x_rows, float(eps), weight, bias, relu, dtype.type(0),
+                                    mean, variance, inverse_std, y, normalized)
+    return mean, variance, inverse_std, y.reshape(x.shape), normalized.reshape(x.shape)
+
+
+def batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu=False):
+    """Training-mode backward in one parallel region: ``(sum_dy, sum_dy_normalized, dx)``,
+    the numbers of ``batch_norm_backward_sums`` and ``batch_norm_backward_dx`` with
+    scale = γ·inverse_std (their ``batch_norm_relu_*`` twins when ``relu``)."""
+    dy_rows, normalized_rows = _channels(dy), _channels(normalized)
+    dtype, channels = dy_rows.dtype, dy_rows.shape[1]
+    weight, bias, inverse_std = _vectors(dtype, weight, bias, inverse_std)
+    if not _one_region_pays(dy_rows.size, channels):
+        scale = weight * inverse_std
+        if relu:
+            sums = batch_norm_relu_backward_sums(dy, normalized, weight, bias)
+            dx = batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, *sums)
+        else:
+            sums = batch_norm_backward_sums(dy, normalized)
+            dx = batch_norm_backward_dx(dy, normalized, scale, *sums)
+        return sums[0], sums[1], dx
+    sums = np.empty((2, channels), dtype)   # in the map's dtype, as dx's loop reads them
+    dx = np.empty_like(dy_rows)
+    count = dy_rows.shape[0] * dy_rows.shape[2]
+    batch_norm_channel_backward_loop(dy_rows, normalized_rows, weight, bias, inverse_std, relu,
+                                     dtype.type(1), dtype.type(count), sums[0], sums[1], dx)
+    return sums[0], sums[1], dx.reshape(dy.shape)
