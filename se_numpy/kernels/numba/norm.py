@@ -28,6 +28,14 @@ In memory order both cores stream, for 16 channels as for 2048.
   γ and β with the same operations, so the forward writes no mask and the ReLU
   costs no pass of its own in either direction.
 
+* One parallel region per direction (``batch_norm_train_forward`` and
+  ``_backward``, not contract rows; functional/norm.py uses them where the
+  backend has them): one job per channel does its statistics (backward: its
+  two sums) and then its element-wise pass, while the channel is in L2. The
+  four passes above are four parallel regions per layer, each waiting for its
+  slowest thread; in a training step on a shared machine that, not the bytes,
+  is what they cost. Same operations in the same order: the same numbers.
+
 Each loop exists serial and parallel (``rows.serial_and_parallel``): below
 ``rows.PARALLEL_MIN_ELEMENTS`` one thread does it, because waking the pool
 costs more than a small map's pass.
