@@ -205,7 +205,8 @@ def batch_norm2d_backward(dy, cache):
     one_region = getattr(backend.current(), "batch_norm_train_backward", None)
     if one_region is not None:   # a backend's fusion of the calls below (kernels/numba/norm.py)
         sum_dy, sum_dy_normalized, dx = one_region(
-            dy, normalized, gamma, cache.bias if cache.relu else gamma, inverse_std, cache.relu)
+            dy, normalized, gamma, cache.bias if cache.relu else gamma,   # β: read with ReLU only
+            inverse_std, cache.relu)
         return (dx, sum_dy_normalized if weight is not None else None,
                 sum_dy if has_bias else None)
     if cache.relu:

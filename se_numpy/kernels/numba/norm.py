@@ -91,20 +91,27 @@ def batch_norm_statistics(x):
     return mean.astype(x.dtype), (squares / (n_images * area)).astype(x.dtype)
 
 
+@njit(cache=True)
+def _normalize_row(x, shift, factor, gamma, beta, relu, zero, y, normalized):
+    """One row's x̂ = (x − μ)·s and y = x̂·γ + β (clipped at 0 when ``relu``); the
+    per-channel numbers arrive as scalars, so the loop vectorises (module docstring)."""
+    for k in range(x.shape[0]):
+        value = (x[k] - shift) * factor
+        normalized[k] = value
+        pre_activation = value * gamma + beta
+        # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
+        y[k] = zero if relu and pre_activation < zero else pre_activation
+
+
 @serial_and_parallel
 def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y, normalized):
     """x̂ and y = x̂·γ + β (clipped at 0 as it is stored when ``relu``), the reference's
     operations in its order, no fused multiply-add: exact."""
-    n_images, channels, area = x.shape
+    n_images, channels = x.shape[:2]
     for r in prange(n_images * channels):
         n, c = r // channels, r % channels
-        shift, factor, gamma, beta = mean[c], inverse_std[c], weight[c], bias[c]
-        for k in range(area):
-            value = (x[n, c, k] - shift) * factor
-            normalized[n, c, k] = value
-            pre_activation = value * gamma + beta
-            # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
-            y[n, c, k] = zero if relu and pre_activation < zero else pre_activation
+        _normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
+                       y[n, c], normalized[n, c])
     return y, normalized
 
 
@@ -345,13 +352,9 @@ def batch_norm_channel_forward_loop(x, eps, weight, bias, relu, zero, mean, vari
         mean[c], variance[c] = _combine_rows(row_mean, row_squares, area)
         # as functional/norm.py computes it: from σ² in the map's dtype, in float64
         inverse_std[c] = 1.0 / np.sqrt(np.float64(variance[c]) + eps)
-        shift, factor, gamma, beta = mean[c], inverse_std[c], weight[c], bias[c]
         for n in range(n_images):
-            for k in range(area):
-                value = (x[n, c, k] - shift) * factor
-                normalized[n, c, k] = value
-                pre_activation = value * gamma + beta
-                y[n, c, k] = zero if relu and pre_activation < zero else pre_activation
+            _normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
+                           y[n, c], normalized[n, c])
     return y, normalized
 
 
