@@ -74,7 +74,7 @@ def load_weights(path):
     pickle, an unknown suffix or a file that is not what its suffix says.
     """
     arrays = OrderedDict()
-    for some in read_weights(path, list(stored_shapes(path))):
+    for some in read_weights(path, stored_shapes(path)):
         arrays.update(some)
     return arrays
 
@@ -106,23 +106,23 @@ def _npy_shape(archive, name):
     return tuple(shape)
 
 
-KEYS_PER_OPENING = 64
+BYTES_PER_STEP = 16 * 2**20
 
 
-def read_weights(path, names, per_step=KEYS_PER_OPENING):
-    """Yield the arrays ``names`` of a weights file as dicts of at most ``per_step`` arrays.
+def read_weights(path, shapes, bytes_per_step=BYTES_PER_STEP):
+    """Yield the arrays of ``shapes`` ({name: shape}, as ``stored_shapes`` gives) a few at a time.
 
-    A caller that puts each dict where it belongs before asking for the next
-    (``models.create(..., weights=)``) holds only ``per_step`` arrays of the
-    file at a time. For safetensors the file is reopened at every step:
-    ``load_file`` would hold the file's bytes and the arrays at once, and one
-    ``safe_open`` for the whole file keeps every page it has touched mapped
-    until it closes, so a large model (SENet-154: 460 MB) would occupy twice
-    its size. Errors as ``load_weights``.
+    Each dict holds arrays of about ``bytes_per_step`` together (at least one,
+    counted at 8 bytes per element). A caller that puts each dict where it
+    belongs before asking for the next (``models.create(..., weights=)``)
+    holds only that much of the file at a time. For safetensors the file is
+    reopened at every step: ``load_file`` would hold the file's bytes and the
+    arrays at once, and one ``safe_open`` for the whole file keeps every page
+    it has touched mapped until it closes, so a large model (SENet-154:
+    460 MB) would occupy twice its size. Errors as ``load_weights``.
     """
     suffix = _checked(path)
-    for start in range(0, len(names), per_step):
-        step = names[start:start + per_step]
+    for step in _steps(shapes, bytes_per_step):
         with _readable(path, suffix):
             if suffix == ".safetensors":
                 from safetensors import safe_open
@@ -132,6 +132,20 @@ def read_weights(path, names, per_step=KEYS_PER_OPENING):
                 with np.load(path, allow_pickle=False) as archive:
                     arrays = OrderedDict((name, archive[name]) for name in step)
         yield arrays
+
+
+def _steps(shapes, bytes_per_step):
+    """The names of ``shapes`` in order, cut into runs of about ``bytes_per_step`` each."""
+    step, size = [], 0
+    for name, shape in shapes.items():
+        nbytes = 8 * int(np.prod(shape))
+        if step and size + nbytes > bytes_per_step:
+            yield step
+            step, size = [], 0
+        step.append(name)
+        size += nbytes
+    if step:
+        yield step
 
 
 def _check_state(state_dict):

@@ -70,7 +70,7 @@ def _load_weights_into(model, name, path):
     the file is checked first by ``load_state_dict`` itself (its rules, its
     errors) on stand-ins that hold no memory: zero-stride views of one zero of
     each stored shape. A file that does not fit changes nothing. Then the real
-    arrays are read a few at a time (``io.read_weights``), each replacing its
+    arrays are read 16 MB at a time (``io.read_weights``), each replacing its
     stand-in, so the peak is one model plus those few arrays.
     """
     from ..io.weights import read_weights, stored_shapes
@@ -81,5 +81,5 @@ def _load_weights_into(model, name, path):
         model.load_state_dict(stand_ins)
     except ValueError as error:
         raise ValueError(f"{path}: does not fit {name}: {error}") from None
-    for arrays in read_weights(path, list(shapes)):
+    for arrays in read_weights(path, shapes):
         model.load_state_dict(arrays, strict=False)
