@@ -141,6 +141,8 @@ def run(command, sample_tree=False, trace=None):
     last = output.decode(errors="replace").strip().splitlines()[-1:] or [""]
     if trace:
         time.sleep(0.3)                                # let the sampler's last pass end
+        with open(trace + ".log", "wb") as f:          # pytest's own output, for the failures
+            f.write(output)
         write_trace(trace, samples)
         summarise_trace(samples)
         shutil.rmtree(trace_directory, ignore_errors=True)
@@ -197,7 +199,8 @@ def main(argv=None):
     parser.add_argument("--whole", action="store_true",
                         help="run the whole suite as one pytest command instead")
     parser.add_argument("--trace", metavar="FILE",
-                        help="with --whole: log each worker's memory and current test to FILE")
+                        help="with --whole: log each worker's memory and current test to FILE "
+                             "(and pytest's output to FILE.log)")
     parser.add_argument("--sort", choices=["cpu", "rss", "name"], default="cpu")
     argv = sys.argv[1:] if argv is None else list(argv)
     pytest_args = argv[argv.index("--") + 1:] if "--" in argv else []

@@ -53,17 +53,27 @@ def pytest_sessionstart(session):
     subprocess.run([sys.executable, "-c", warm], check=True)   # its memory goes when it ends
 
 
-# Files whose peak memory is large (ImageNet-size models, pools of training processes): under
-# pytest-xdist one worker runs them one after another, so two such peaks never add up.
-MEMORY_HEAVY_FILES = {"test_models_zoo.py", "test_counting.py", "test_ablate.py",
-                      "test_cli_train.py"}
+# Files whose peak memory is large (ImageNet-size models, pools of training processes, the
+# tutorials' runs): under pytest-xdist one worker runs them one after another, in this order,
+# so two such peaks never add up, and the largest (SENet-154's 460 MB of weights, held twice
+# by test_models_zoo.py) comes first, while that worker holds least.
+MEMORY_HEAVY_FILES = ("test_models_zoo.py", "test_counting.py", "test_tutorials.py",
+                      "test_ablate.py", "test_cli_train.py")
 MEMORY_HEAVY = "memory-heavy files"
 
 # The files that take longest (``python scripts/suite_cost.py``), longest first. A worker
 # that starts a long file last keeps the run going while the other idles; starting them
 # first leaves the many short files to fill in at the end. The rest follow, most tests first.
-LONG_FIRST = (MEMORY_HEAVY, "test_tutorials.py", "test_blocks.py", "test_kernels_cuda.py",
-              "test_gradcheck_network.py", "test_tutorial_notebooks.py", "test_models.py")
+LONG_FIRST = (MEMORY_HEAVY, "test_blocks.py", "test_kernels_cuda.py", "test_gradcheck_network.py",
+              "test_tutorial_notebooks.py", "test_models.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The memory-heavy files in ``MEMORY_HEAVY_FILES`` order, each file's tests in its own."""
+    def rank(item):
+        name = item.path.name
+        return MEMORY_HEAVY_FILES.index(name) if name in MEMORY_HEAVY_FILES else -1
+    items.sort(key=rank)          # stable: the other files, and the tests in a file, keep order
 
 
 def work_unit(nodeid):
