@@ -7,7 +7,8 @@
 # 1. the gpu-marked tests (the cuda backend's tests on the GPU at realistic
 #    shapes, the contract tests, the PTX checks), 2. the CUDA benchmark,
 # 3. one summary: agreement with the numpy backend per kernel, GB/s and
-# fraction of the copy bandwidth per kernel, naive against optimised squeeze.
+# fraction of the copy bandwidth per kernel (the SE, channel-pooling and
+# Gather-Excite kernels), naive against optimised squeeze.
 # Exits non-zero if a step fails. Takes a few minutes (budget: 8).
 set -euo pipefail
 
@@ -47,7 +48,7 @@ out = sys.argv[1]
 shape = (64, 256, 56, 56)
 print(f"agreement with the numpy backend at {shape} float32 (max |cuda - numpy| / max |numpy|)")
 for op in contract.CONTRACT:
-    if op.file not in contract.GPU_FILES:
+    if op.file not in contract.GPU_FILES + contract.GPU_FILES_WITH_GEOMETRY:
         continue
     arguments = contract.example_arguments(op.name, shape, np.float32, seed=0)
     got = getattr(gpu, op.name)(*arguments)

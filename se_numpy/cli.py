@@ -39,9 +39,14 @@ def _bench(args):
             print(f"se-numpy bench: error: {error}", file=sys.stderr)
             return 2
     from . import bench     # imported on use: it compiles kernels and may touch CUDA
-    result = bench.run_benchmark(backend=args.backend, shapes=args.shape or None, dtype=args.dtype,
-                                 repeats=args.repeats, out_dir=args.out,
-                                 include_torch=not args.no_torch, quick=args.quick)
+    try:
+        result = bench.run_benchmark(backend=args.backend, shapes=args.shape or None,
+                                     dtype=args.dtype, repeats=args.repeats, out_dir=args.out,
+                                     include_torch=not args.no_torch, quick=args.quick,
+                                     kernels=args.kernels.split(",") if args.kernels else None)
+    except ValueError as error:          # e.g. a --kernels name that is no kernel
+        print(f"se-numpy bench: error: {error}", file=sys.stderr)
+        return 2
     print(bench.format_table(result))
     for path in result.get("files", []):
         print(f"wrote {path}")
@@ -62,6 +67,9 @@ def _add_bench_command(subparsers):
     parser.add_argument("--out", default="bench_out", help="directory for the JSON and PNG")
     parser.add_argument("--quick", action="store_true", help="smaller shapes, seconds not minutes")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch column")
+    parser.add_argument("--kernels", metavar="NAME[,NAME...]",
+                        help="time only these kernels (no SE block), e.g. "
+                             "channel_pool_forward,squeeze_forward")
     parser.set_defaults(func=_bench)
 
 

@@ -47,6 +47,8 @@ ROLE_TYPES = {contract.MAP: "T[:, ::1]", contract.VECTOR: "T[::1]", contract.IND
 # the channel-pooling kernels see a map as (N, C, H·W) and a plane as (N, H·W)
 ROLE_TYPES_BY_FILE = {"channel_pool": {contract.MAP: "T[:, :, ::1]", contract.PLANE: "T[:, ::1]",
                                        contract.PLANE_INDEX: "int64[:, ::1]"}}
+# the spatial gate product sees them the same way (kernels/cuda/spatial_gate.py)
+ROLE_TYPES_BY_FILE["spatial_gate"] = ROLE_TYPES_BY_FILE["channel_pool"]
 
 
 def _signature(op):

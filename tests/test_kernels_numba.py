@@ -366,7 +366,7 @@ def test_avg_pool2d_matches_reference(x, config, seed):
 
 
 # --------------------------------------------------------------------------- convolution
-# conv2d_forward/backward: the numba kernels unfold one sample at a time and
+# conv2d_forward/backward: the numba kernels unfold a few samples at a time and
 # call BLAS per sample, the reference once per batch. Both compute the same
 # sums of products, possibly in a different order (BLAS blocks its sums as it
 # likes), so they agree to the standard bound for two orders of summation of k

@@ -28,7 +28,7 @@ QUICK_SHAPES = ((16, 64, 56, 56), (8, 64, 32, 32))
 
 
 def run_benchmark(backend="numba", shapes=None, dtype="float32", repeats=5, out_dir="bench_out",
-                  include_torch=True, quick=False):
+                  include_torch=True, quick=False, kernels=None):
     """Measure, write ``kernels_<backend>.json`` and ``.png`` into ``out_dir``, return the dict.
 
     backend: "numpy" (reference alone), "numba" (numba vs the numpy reference),
@@ -38,12 +38,15 @@ def run_benchmark(backend="numba", shapes=None, dtype="float32", repeats=5, out_
     repeats: timed calls per measurement; the best is kept.
     include_torch: add PyTorch CPU timings when torch is importable.
     quick:   smaller shapes and bandwidth array, for a check in seconds.
+    kernels: names of the kernels to time (``contract.CONTRACT`` rows; for cuda also
+             ``squeeze_forward_naive``, ...); None times all of them and the SE block,
+             a list times only those (no SE block, no progression).
     """
     backend = str(backend).strip().lower()
     if backend == "cuda":
         from . import cuda     # numba.cuda is imported only when asked for
         return cuda.run_benchmark(shapes=shapes, dtype=dtype, repeats=repeats, out_dir=out_dir,
-                                  include_torch=include_torch, quick=quick)
+                                  include_torch=include_torch, quick=quick, kernels=kernels)
     if backend not in ("numpy", "numba"):
         raise ValueError(f"backend: expected 'numpy', 'numba' or 'cuda', got {backend!r}")
     dtype = np.dtype(dtype)
@@ -52,8 +55,10 @@ def run_benchmark(backend="numba", shapes=None, dtype="float32", repeats=5, out_
     if not isinstance(repeats, int) or repeats < 1:
         raise ValueError(f"repeats: expected a positive int, got {repeats!r}")
     shapes = _check_shapes(shapes if shapes is not None else (QUICK_SHAPES if quick else DEFAULT_SHAPES))
+    from .cpu import timed_kernel_names
+    kernels = check_kernel_names(kernels, timed_kernel_names())
     backends = ["numpy"] if backend == "numpy" else ["numpy", "numba"]
-    result = _measure(backends, shapes, dtype, repeats, include_torch, quick)
+    result = _measure(backends, shapes, dtype, repeats, include_torch, quick, kernels)
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"kernels_{backend}")
     write_json(result, stem + ".json")
@@ -70,6 +75,17 @@ def format_table(result):
     return report.format_table(result)
 
 
+def check_kernel_names(kernels, valid):
+    """None, or the list of names after checking each is one of ``valid`` (``ValueError``)."""
+    if kernels is None:
+        return None
+    names = [kernels] if isinstance(kernels, str) else list(kernels)
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        raise ValueError(f"kernels: expected names from {valid}, got {names!r}")
+    return names
+
+
 def _check_shapes(shapes):
     checked = []
     for shape in shapes:
@@ -82,7 +98,7 @@ def _check_shapes(shapes):
     return checked
 
 
-def _measure(backends, shapes, dtype, repeats, include_torch, quick):
+def _measure(backends, shapes, dtype, repeats, include_torch, quick, kernels=None):
     # heavy imports (numba compiles) only when a benchmark actually runs
     import numba
 
@@ -101,8 +117,14 @@ def _measure(backends, shapes, dtype, repeats, include_torch, quick):
         entries = []
         for shape in shapes:
             entry = {"shape": list(shape), "dtype": dtype.name,
-                     "kernels": cpu.time_kernels(shape, dtype, backends, repeats, torch_timer),
-                     "se_block": cpu.time_se_block(shape, dtype, backends, repeats, torch_timer)}
+                     "kernels": cpu.time_kernels(shape, dtype, backends, repeats, torch_timer,
+                                                 names=kernels)}
+            if kernels is not None:           # some kernels only: no SE block, no progression
+                entries.append(entry)
+                bandwidths.append(memory.measure_bandwidth(bandwidth_bytes,
+                                                           repeats=max(repeats, 10)))
+                continue
+            entry["se_block"] = cpu.time_se_block(shape, dtype, backends, repeats, torch_timer)
             timings = entry["se_block"]["results"]
             if "numba" in timings:
                 entry["se_block"]["numba_speedup"] = {
@@ -118,6 +140,7 @@ def _measure(backends, shapes, dtype, repeats, include_torch, quick):
         cpu.add_fractions(entry, bandwidth["copy_GBps"])
     return {"backend": backends[-1], "memory": bandwidth, "shapes": entries,
             "settings": {"backends": backends, "repeats": repeats, "quick": quick,
+                         "kernels": kernels or "all",
                          "timing": "best of repeats after one warm-up call",
                          "allocator": allocator_note, "torch": torch_note},
             "machine": {"platform": platform.platform(), "processor": platform.processor(),

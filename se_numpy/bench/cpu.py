@@ -33,12 +33,18 @@ SE_BLOCK_PASSES = 7
 UNFOLD_LIMIT_BYTES = 512 * 2 ** 20
 
 
-def kernel_cases(shape, dtype, seed=0):
-    """[(name, arguments)] for one feature-map shape: every contract kernel, built once.
+def timed_kernel_names():
+    """The contract rows this benchmark times (the convolution has its own benchmark)."""
+    return [op.name for op in contract.CONTRACT if not (op.file == "conv" and op.kind == "core")]
 
-    Both backends get identical arguments (``contract.example_arguments``)."""
+
+def kernel_cases(shape, dtype, seed=0, names=None):
+    """[(name, arguments)] for one feature-map shape: every contract kernel (or those in
+    ``names``), built once. Both backends get identical arguments (``contract.example_arguments``)."""
     cases = []
     for op in contract.CONTRACT:
+        if names is not None and op.name not in names:
+            continue
         if op.file == "conv" and op.kind == "core":
             continue              # the convolution has its own benchmark (bench_train_step.py)
         if op.file == "conv" and 9 * np.prod(shape) * np.dtype(dtype).itemsize > UNFOLD_LIMIT_BYTES:
@@ -47,12 +53,13 @@ def kernel_cases(shape, dtype, seed=0):
     return cases
 
 
-def time_kernels(shape, dtype, backends, repeats, torch_timer=None):
-    """One row per kernel: minimum bytes, and per backend seconds and GB/s."""
+def time_kernels(shape, dtype, backends, repeats, torch_timer=None, names=None):
+    """One row per kernel (every one, or those in ``names``): minimum bytes, and per backend
+    seconds and GB/s."""
     modules = {name: backend.load_backend(name) for name in backends}
     moved_per_kernel = {}
     rows = []
-    for name, arguments in kernel_cases(shape, dtype):
+    for name, arguments in kernel_cases(shape, dtype, names=names):
         moved = moved_per_kernel.setdefault(
             name, contract.minimum_bytes(name, shape, np.dtype(dtype).itemsize))
         row = {"kernel": name, "min_bytes": moved, "results": {}}
@@ -79,7 +86,9 @@ def add_fractions(entry, bandwidth_GBps):
             rates["fraction_of_bandwidth"] = rates["GBps"] / bandwidth_GBps
     for step in entry.get("progression", []):
         step["fraction_of_bandwidth"] = step["GBps"] / bandwidth_GBps
-    block = entry["se_block"]
+    block = entry.get("se_block")
+    if block is None:                 # not timed: the run was limited to some kernels
+        return entry
     block["bound_seconds"] = block["bytes"] / (bandwidth_GBps * GB)
     for timing in block["results"].values():
         timing["times_bound"] = timing["seconds"] / block["bound_seconds"]

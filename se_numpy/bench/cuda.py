@@ -38,8 +38,9 @@ QUICK_SHAPES = ((16, 64, 56, 56), (8, 64, 32, 32))
 OVERHEAD_SHAPES = ((1, 64, 7, 7), (8, 64, 8, 8))
 
 # The kernels timed: every row of the contract with a GPU kernel (the SE rows and
-# the channel pooling, ``contract.GPU_FILES``), and the two other squeeze
-# kernels, which move what squeeze_forward moves.
+# the channel pooling, ``contract.GPU_FILES``; the Gather-Excite rows,
+# ``GPU_FILES_WITH_GEOMETRY``, whose index arrays ``_gather_cases`` builds), and the
+# two other squeeze kernels, which move what squeeze_forward moves.
 VARIANTS = {"squeeze_forward_naive": "squeeze_forward", "squeeze_forward_shuffle": "squeeze_forward"}
 
 
@@ -47,9 +48,13 @@ VARIANTS = {"squeeze_forward_naive": "squeeze_forward", "squeeze_forward_shuffle
 def timed_kernels():
     """Names of the timed kernels, in the table's order: the copy, then the contract's GPU rows."""
     from ..kernels import contract
-    names = [op.name for op in contract.CONTRACT if op.file in contract.GPU_FILES]
+    names = [op.name for op in contract.CONTRACT if op.file in _timed_files(contract)]
     return ["device_copy", "squeeze_forward_naive", *names[:1], "squeeze_forward_shuffle",
             *names[1:]]
+
+
+def _timed_files(contract):
+    return contract.GPU_FILES + contract.GPU_FILES_WITH_GEOMETRY
 
 
 def minimum_bytes(kernel, shape, itemsize):
@@ -59,7 +64,7 @@ def minimum_bytes(kernel, shape, itemsize):
     if kernel == "device_copy":
         return 2 * math.prod(shape) * itemsize
     name = VARIANTS.get(kernel, kernel)
-    if name not in contract.OPS or contract.OPS[name].file not in contract.GPU_FILES:
+    if name not in contract.OPS or contract.OPS[name].file not in _timed_files(contract):
         raise ValueError(f"kernel: expected one of {timed_kernels()}, got {kernel!r}")
     return contract.minimum_bytes(name, shape, itemsize)
 
@@ -101,7 +106,9 @@ def format_table(result):
                 f"{row['results'][b]['seconds'] * 1e6:>12.1f} ({row['results'][b]['fraction_of_bandwidth']:.2f})"
                 if b in row["results"] else f"{'-':>20}" for b in backends)
             lines.append(f"{row['kernel']:<26}{row['min_bytes'] / 1e6:>9.1f}{cells}")
-        block = entry["se_block"]
+        block = entry.get("se_block")
+        if block is None:             # a run limited to some kernels
+            continue
         lines.append(f"SE block forward+backward: 7-pass bound {block['bound_seconds'] * 1e6:.1f} µs")
         for name, timing in block["results"].items():
             lines.append(f"  {name:<28}{timing['seconds'] * 1e6:>10.1f} µs "
@@ -156,8 +163,9 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
 
     The arrays follow the contract row's roles: for the SE kernels maps as
     (N·C, H·W) rows, vectors as (N·C,), indices int64; for the channel pooling
-    maps as (N, C, H·W) and planes as (N, H·W) (one thread per pixel); inputs
-    first, then outputs."""
+    and the spatial gate maps as (N, C, H·W) and planes as (N, H·W) (one thread
+    per pixel, or per element for the gate's forward); inputs first, then
+    outputs. The Gather-Excite rows come from ``_gather_cases``."""
     from ..kernels import contract
     rng = np.random.default_rng(seed)
     n, c, h, w = shape
@@ -174,23 +182,87 @@ def _kernel_launches(gpu, cuda, shape, dtype, seed=0):
             return cuda.to_device(rng.integers(0, c, (n, row_length)).astype(np.int64))
         return cuda.to_device(rng.uniform(0.1, 1, rows).astype(dtype))
 
-    def pooling_array(role):            # channel_pool: maps as (N, C, H·W)
+    def pooling_array(role):            # channel_pool, spatial_gate: maps as (N, C, H·W)
         array = device_array(role)
         return array.reshape(n, c, row_length) if role == contract.MAP else array
 
     x, out = device_array(contract.MAP), device_array(contract.MAP)
     launches = {"device_copy": lambda: out.copy_to_device(x)}
+    gather_cases = _gather_cases(gpu, cuda, shape, dtype, seed)
     for name in timed_kernels()[1:]:
+        if name in gather_cases:
+            launches[name] = gather_cases[name][0]
+            continue
         op = contract.OPS[VARIANTS.get(name, name)]
         wrapper = getattr(getattr(gpu, op.file), name)   # the host function, with its kernel
-        make = pooling_array if op.file == "channel_pool" else device_array
+        per_pixel = op.file in ("channel_pool", "spatial_gate")
+        make = pooling_array if per_pixel else device_array
         arrays = [make(role) for _, role in op.arguments + op.outputs if role != contract.SHAPE]
-        if op.file == "channel_pool":
+        if name == "spatial_scale_forward":
+            launch = wrapper.launch(wrapper.kernel, rows * row_length)  # a thread per element
+        elif per_pixel:
             launch = wrapper.launch(wrapper.kernel, n * row_length)    # a thread per pixel
         else:
             launch = wrapper.launch(wrapper.kernel, rows, row_length)
         launches[name] = lambda launch=launch, arrays=arrays: launch(*arrays)
     return launches
+
+
+def _gather_cases(gpu, cuda, shape, dtype, seed=0):
+    """{name: (launch, inputs, outputs)} for the Gather-Excite rows (host arrays in ``inputs``).
+
+    Their host functions compute index arrays from the shapes (window bounds,
+    nearest sources, source runs: ``kernels/numpy/gather.py``) and copy them up
+    on every call; here they are built and copied once, at the contract's example
+    extent, so a launch times the kernels alone, as for every other row. Planes
+    are (N·C, H, W), as ``kernels/cuda/gather.py`` launches them."""
+    from ..kernels import contract
+    from ..kernels.numpy.gather import extent_windows, nearest_sources, source_runs
+    kernels, launch = gpu.gather, gpu.launch_threads
+    rng = np.random.default_rng(seed + 1)
+    n, c, h, w = shape
+    extent = contract.EXAMPLE_OPTIONS["gather"]["extent"]
+    row_windows, column_windows = extent_windows(h, extent), extent_windows(w, extent)
+    cells = (n * c, len(row_windows), len(column_windows))
+
+    def planes(plane_shape):
+        return rng.uniform(-1, 1, plane_shape).astype(dtype)
+
+    x, dy, g = planes((n * c, h, w)), planes((n * c, h, w)), planes(cells)
+    gate = rng.uniform(0.1, 1, cells).astype(dtype)
+    device = {name: cuda.to_device(array) for name, array in (
+        ("x", x), ("dy", dy), ("g", g), ("gate", gate),
+        ("row_windows", row_windows), ("column_windows", column_windows),
+        ("source_rows", nearest_sources(h, cells[1])),
+        ("source_columns", nearest_sources(w, cells[2])),
+        ("first_rows", source_runs(h, cells[1])), ("first_columns", source_runs(w, cells[2])))}
+    outputs = {name: cuda.device_array(plane_shape, dtype) for name, plane_shape in (
+        ("g", cells), ("dx", (n * c, h, w)), ("y", (n * c, h, w)), ("dgate", cells))}
+    d, o = device, outputs
+    gather = launch(kernels.ge_gather_forward_kernel, outputs["g"].size)
+    scatter = launch(kernels.ge_gather_backward_kernel, outputs["dx"].size)
+    excite = launch(kernels.ge_excite_forward_kernel, outputs["y"].size)
+    dgate = launch(kernels.ge_excite_dgate_kernel, outputs["dgate"].size)
+
+    def excite_backward():
+        excite(d["dy"], d["gate"], o["dx"], d["source_rows"], d["source_columns"])
+        dgate(d["dy"], d["x"], o["dgate"], d["first_rows"], d["first_columns"])
+
+    def as_maps(*arrays):             # the reference's arguments: (N·C, 1, H, W) maps
+        return tuple(array[:, None] for array in arrays)
+
+    return {
+        "ge_gather_forward": (lambda: gather(d["x"], o["g"], d["row_windows"],
+                                             d["column_windows"]),
+                              (*as_maps(x), extent), (o["g"],)),
+        "ge_gather_backward": (lambda: scatter(d["g"], o["dx"], d["row_windows"],
+                                               d["column_windows"], extent),
+                               (*as_maps(g), (n * c, 1, h, w), extent), (o["dx"],)),
+        "ge_excite_forward": (lambda: excite(d["x"], d["gate"], o["y"], d["source_rows"],
+                                             d["source_columns"]),
+                              as_maps(x, gate), (o["y"],)),
+        "ge_excite_backward": (excite_backward, as_maps(dy, x, gate), (o["dx"], o["dgate"])),
+    }
 
 
 def _torch_launches(shape, dtype, seed=0):
@@ -209,6 +281,8 @@ def _torch_launches(shape, dtype, seed=0):
              for _ in range(2))
     out = torch.empty_like(x)
     gates, shares = s[:, :, None, None], (dz / (shape[2] * shape[3]))[:, :, None, None]
+    pixel_gates = torch.rand((shape[0], 1, *shape[2:]), device="cuda", dtype=torch_dtype,
+                             generator=generator)
     launches = {
         "device_copy": lambda: out.copy_(x),
         "squeeze_forward": lambda: x.mean(dim=(2, 3)),
@@ -218,6 +292,9 @@ def _torch_launches(shape, dtype, seed=0):
         "se_backward_dx": lambda: torch.addcmul(shares, dy, gates, out=out),
         "scale_add_forward": lambda: torch.addcmul(shortcut, x, gates, out=out),
         "channel_pool_forward": lambda: (x.mean(dim=1, keepdim=True), x.max(dim=1, keepdim=True)),
+        "spatial_scale_forward": lambda: torch.mul(x, pixel_gates, out=out),
+        "spatial_scale_backward": lambda: (torch.mul(dy, pixel_gates, out=out),
+                                           (dy * x).sum(dim=1, keepdim=True)),
     }
     return launches, f"torch {torch.__version__}"
 
@@ -295,13 +372,15 @@ def _launch_overhead(gpu, cuda, dtype, repeats):
 
 
 def run_benchmark(shapes=None, dtype="float32", repeats=20, out_dir="bench_out",
-                  include_torch=True, quick=False):
+                  include_torch=True, quick=False, kernels=None):
     """Measure on the GPU, write ``kernels_cuda.json`` and ``.png`` into ``out_dir``, return the dict.
 
     Same arguments and result layout as ``se_numpy.bench.run_benchmark``
     (``memory.copy_GBps``; per shape ``kernels`` rows with ``results[backend]``
     and ``se_block`` against its 7-pass bound), plus ``memory.datasheet_GBps``
-    and ``launch_overhead``. Raises ``RuntimeError`` without a GPU.
+    and ``launch_overhead``. ``kernels``: names from ``timed_kernels()`` to time
+    (the copy is always measured); None times all and the SE block. Raises
+    ``RuntimeError`` without a GPU.
     """
     dtype = np.dtype(dtype)
     if dtype.type not in (np.float32, np.float64):
@@ -313,6 +392,9 @@ def run_benchmark(shapes=None, dtype="float32", repeats=20, out_dir="bench_out",
     for shape in shapes:
         if len(shape) != 4 or min(shape) < 1:
             raise ValueError(f"shapes: expected NCHW tuples of 4 positive ints, got {shape!r}")
+    if kernels is not None:
+        from . import check_kernel_names
+        kernels = check_kernel_names(kernels, timed_kernels()[1:])
     check_gpu()
 
     from numba import cuda
@@ -334,6 +416,8 @@ def run_benchmark(shapes=None, dtype="float32", repeats=20, out_dir="bench_out",
                                       else ({}, "not requested"))
         rows = []
         for name, launch in launches.items():
+            if kernels is not None and name not in kernels and name != "device_copy":
+                continue
             moved = minimum_bytes(name, shape, dtype.itemsize)
             row = {"kernel": name, "min_bytes": moved,
                    "results": {"cuda": rates(_time_batches(cuda, launch, repeats), moved, copy_GBps)}}
@@ -341,8 +425,10 @@ def run_benchmark(shapes=None, dtype="float32", repeats=20, out_dir="bench_out",
                 row["results"]["torch"] = rates(_time_torch(torch_launches[name], repeats),
                                                 moved, copy_GBps)
             rows.append(row)
-        entries.append({"shape": list(shape), "dtype": dtype.name, "kernels": rows,
-                        "se_block": _time_se_block(gpu, cuda, shape, dtype, repeats, copy_GBps)})
+        entry = {"shape": list(shape), "dtype": dtype.name, "kernels": rows}
+        if kernels is None:
+            entry["se_block"] = _time_se_block(gpu, cuda, shape, dtype, repeats, copy_GBps)
+        entries.append(entry)
     result = {
         "backend": "cuda",
         "memory": {"copy_GBps": copy_GBps, "datasheet_GBps": datasheet,

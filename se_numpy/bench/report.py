@@ -32,7 +32,9 @@ def format_table(result):
                 cells.append(f"{rates['seconds'] * 1e3:>10.2f} ({rates['fraction_of_bandwidth']:.2f})"
                              if rates else f"{'-':>18}")
             lines.append(f"{row['kernel']:<26}{row['min_bytes'] / 1e6:>8.1f}" + "".join(cells))
-        block = entry["se_block"]
+        block = entry.get("se_block")
+        if block is None:             # a run limited to some kernels
+            continue
         lines.append(f"SE block forward+backward: 7-pass bound {block['bound_seconds'] * 1e3:.2f} ms")
         for backend, timing in block["results"].items():
             lines.append(f"  {backend:<8}{timing['seconds'] * 1e3:>10.2f} ms  "
@@ -61,7 +63,7 @@ def write_chart(result, path):
     entries = result["shapes"]
     figure, axes = plt.subplots(len(entries), 1, figsize=(13, 4.2 * len(entries)), squeeze=False)
     for axis, entry in zip(axes[:, 0], entries):
-        rows = entry["kernels"] + [_se_block_as_row(entry)]
+        rows = entry["kernels"] + ([_se_block_as_row(entry)] if "se_block" in entry else [])
         backends = _backends_in(rows)
         width = 0.8 / len(backends)
         for offset, backend in enumerate(backends):

@@ -30,7 +30,9 @@ the weight gradients are the sums over both uses:
     dx = dx' · s + dz_avg / (HW) + dz_max at (i*, j*) = argmax_ij x[n,c]
 
 The per-pixel channel mean/max and its backward are the kernels
-``channel_pool_forward`` / ``channel_pool_backward`` of the active backend.
+``channel_pool_forward`` / ``channel_pool_backward`` of the active backend, the
+gate product y = g·x' and its backward (dx' = dy·g, dg = Σ_c dy·x') the kernels
+``spatial_scale_forward`` / ``spatial_scale_backward``.
 At a tie the max is not differentiable; gradient tests draw distinct values.
 """
 import numpy as np
@@ -101,15 +103,15 @@ def spatial_gate_forward(x, logits):
     check_nchw(x)
     check_shape(logits, (x.shape[0], 1) + x.shape[2:], "logits")
     g, gate_cache = sigmoid_forward(logits)
-    return x * g, (x, g, gate_cache)
+    return _kernels().spatial_scale_forward(x, g), (x, g, gate_cache)
 
 
 def spatial_gate_backward(dy, cache):
     """(dx, dlogits): dx = dy · g; dlogits = (Σ_c dy·x) · g (1 - g)."""
     x, g, gate_cache = cache
     check_shape(dy, x.shape, "dy")
-    dg = np.einsum("ncij,ncij->nij", dy, x)[:, None]
-    return dy * g, sigmoid_backward(dg, gate_cache)
+    dx, dg = _kernels().spatial_scale_backward(dy, x, g)
+    return dx, sigmoid_backward(dg, gate_cache)
 
 
 def spatial_attention_forward(x, conv_weight, bn_weight, bn_bias, running_mean=None,

@@ -33,8 +33,9 @@ input pixel it was copied from. A pixel that lies in several receptive fields
 pass, so it receives the sum of all those gradients; pixels in the padding are
 dropped at the end, because the padding is a constant, not an input.
 
-The Numba backend computes the same sums one sample at a time, unfolding each
-sample into a small cache-resident buffer (``kernels/numba/conv.py``).
+The Numba backend computes the same sums a few samples at a time, unfolding
+them into a small cache-resident buffer, and dx of a stride-1 convolution as
+a convolution of dout with the flipped kernel (``kernels/numba/conv.py``).
 """
 from typing import NamedTuple
 

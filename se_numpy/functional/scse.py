@@ -23,6 +23,12 @@ its squeeze), so its gradient is a sum of four terms:
     dw[c]   = Σ_{n,i,j} dq · x[n,c],   db = Σ dq
     dx      = dy · s + dz / (HW) + dy · g + w[c] · dq
 
+The passes over the map run in the active kernel backend: ds and dx's SE
+terms as SE's (``se_backward_ds``, ``se_backward_dx``), the gate products
+g·x, dy·g and Σ_c dy·x as ``spatial_scale_forward`` / ``spatial_scale_backward``,
+s·x + g·x as ``scale_add_forward``; the C -> 1 projection and its adjoint are
+NumPy contractions here.
+
 Shapes: x (N, C, H, W); W1 (C/r, C), W2 (C, C/r); spatial weight (C,) or
 (1, C, 1, 1), spatial bias (1,) -> y (N, C, H, W).
 """
@@ -66,7 +72,8 @@ def scse_forward(x, w1, b1, w2, b2, spatial_weight, spatial_bias):
     z, _ = squeeze_forward(x, "avg")
     s, excitation_cache = excitation_forward(z, w1, b1, w2, b2, "sigmoid", "relu")
     g, spatial_cache = spatial_se_forward(x, spatial_weight, spatial_bias)
-    y = x * (s[:, :, None, None] + g)
+    kernels = _kernels()
+    y = kernels.scale_add_forward(x, s, kernels.spatial_scale_forward(x, g))   # s·x + g·x
     return y, {"x": x, "s": s, "g": g, "excitation": excitation_cache, "spatial": spatial_cache}
 
 
@@ -74,9 +81,10 @@ def scse_backward(dy, cache):
     """Returns (dx, dw1, db1, dw2, db2, dspatial_weight (C,), dspatial_bias (1,))."""
     x, s, g = cache["x"], cache["s"], cache["g"]
     check_shape(dy, x.shape, "dy")
-    ds = _kernels().se_backward_ds(dy, x)
+    kernels = _kernels()
+    ds = kernels.se_backward_ds(dy, x)
     dz, dw1, db1, dw2, db2 = excitation_backward(ds, cache["excitation"])
-    dg = np.einsum("ncij,ncij->nij", dy, x)[:, None]
+    dx_gate, dg = kernels.spatial_scale_backward(dy, x, g)      # dy·g and Σ_c dy·x
     dx_spatial, dweight, dbias = spatial_se_backward(dg, cache["spatial"])
-    dx = _kernels().se_backward_dx(dy, s, dz) + dy * g + dx_spatial
+    dx = kernels.se_backward_dx(dy, s, dz) + dx_gate + dx_spatial
     return dx, dw1, db1, dw2, db2, dweight, dbias

@@ -104,6 +104,10 @@ CONTRACT = (
          "mean:plane max:plane argmax:plane_index"),
     _row("channel_pool_backward", "channel_pool", "core",
          "dmean:plane dmax:plane argmax:plane_index x_shape:shape", "dx:map"),
+    # the spatial gate product of CBAM and scSE, y = x · g per pixel (functional/cbam.py, scse.py)
+    _row("spatial_scale_forward", "spatial_gate", "core", "x:map g:plane", "y:map"),
+    _row("spatial_scale_backward", "spatial_gate", "core", "dy:map x:map g:plane",
+         "dx:map dg:plane"),
     # Gather-Excite: the extent-e gather and the upsampled gate (functional/gather_excite.py)
     _row("ge_gather_forward", "gather", "core", "x:map extent:option", "g:pooled"),
     _row("ge_gather_backward", "gather", "core", "dg:pooled x_shape:shape extent:option",
@@ -114,11 +118,12 @@ CONTRACT = (
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool", "channel_pool", "gather")
+FILES = ("se", "conv", "norm", "pool", "channel_pool", "spatial_gate", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
-GPU_FILES = ("se", "channel_pool")
+GPU_FILES = ("se", "channel_pool", "spatial_gate")
 # GPU kernels whose host functions also pass index arrays they compute (windows, nearest
-# sources), so the GPU benchmark and the PTX test cannot launch them from the roles alone
+# sources), so they are not launched from the roles alone: the GPU benchmark builds those
+# arrays itself (``bench/cuda.py`` ``_gather_cases``), the PTX test spells out their signatures
 GPU_FILES_WITH_GEOMETRY = ("gather",)
 
 
@@ -133,16 +138,27 @@ def _map_shape(value):
 
 
 def check_feature_maps(op, arguments):
-    """Raise ``ValueError`` unless every feature-map argument of ``op`` is 4-d and non-empty.
+    """Raise ``ValueError`` unless every feature-map argument of ``op`` is 4-d and non-empty,
+    and every plane is (N, 1, H, W) of the row's map (or ``x_shape``).
 
     An empty batch (N = 0), no channels or an H = W = 0 map has no mean, no
     maximum and nothing to launch; every backend refuses it here, in one place."""
+    map_shape = None
     for (name, role), value in zip(op.arguments, arguments):
         if role in FEATURE_MAPS:
             shape = _map_shape(value)
             if len(shape) != 4 or min(shape) < 1:
                 raise ValueError(f"{op.name}: {name} must be a non-empty (N, C, H, W) map, "
                                  f"got shape {shape}")
+            if role in (MAP, SHAPE) and map_shape is None:
+                map_shape = shape
+    # a plane is one number per pixel of the map: (N, 1, H, W), never silently a whole map
+    for (name, role), value in zip(op.arguments, arguments):
+        if role in (PLANE, PLANE_INDEX) and map_shape is not None:
+            expected = (map_shape[0], 1) + tuple(map_shape[2:])
+            if _map_shape(value) != expected:
+                raise ValueError(f"{op.name}: {name} must be a plane of shape {expected} "
+                                 f"(one number per pixel), got shape {_map_shape(value)}")
 
 
 def checked(op, function):

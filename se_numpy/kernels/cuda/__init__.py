@@ -3,6 +3,7 @@
     launch.py   launch geometry, host <-> device rules, the one host wrapper
     se.py       the SE kernels (squeeze, scale, fused backward), each above its wrapper
     channel_pool.py  the per-pixel mean and max over the channels, one thread per pixel
+    spatial_gate.py  the spatial gate product y = x · g and its backward (dg = Σ_c dy·x)
     gather.py   the Gather-Excite kernels (extent gather, upsampled gate)
     host.py     convolution, batch norm and pooling: the NumPy reference on the host
 
@@ -13,7 +14,7 @@ This is the only package of the project that imports ``numba.cuda``;
 from numba import cuda
 
 from .. import contract
-from . import channel_pool, gather, host, se
+from . import channel_pool, gather, host, se, spatial_gate
 from .launch import (SIMULATOR, THREADS_PER_BLOCK, WARP_ROW_MAX_LENGTH, WARP_SIZE,  # noqa: F401
                      is_device_array, launch_rows, launch_threads, launch_warp_rows, limit_grid,
                      new_output, poison_outputs, row_geometry, rows_view, to_device)
@@ -45,4 +46,4 @@ def check_available():
             "kernels in Numba's (slow) CUDA simulator.")
 
 
-contract.bind(globals(), se, channel_pool, gather, host)
+contract.bind(globals(), se, channel_pool, spatial_gate, gather, host)

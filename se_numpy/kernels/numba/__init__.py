@@ -5,10 +5,13 @@ Files (each with the same name as the reference file it speeds up):
     threads.py  OMP_WAIT_POLICY, BLAS thread control, the convolution workers (imported first)
     rows.py     the (N·C, H·W) row view, the row helpers, the serial/parallel pair
     se.py       squeeze, scale, the fused SE passes
-    conv.py     im2col, col2im and the per-sample convolution
+    conv.py     im2col, col2im and the convolution by blocks of samples
+    unfold.py   the per-sample unfolding and folding loops under conv.py
+    winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
     norm.py     the four batch-norm passes
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
+    spatial_gate.py  the spatial gate product y = x · g (one gate per pixel) and its backward
     gather.py   Gather-Excite's extent gather and upsampled gate
     naive.py    the slower first drafts, kept to show what each trick buys
 
@@ -23,7 +26,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import contract  # noqa: E402
-from . import channel_pool, conv, gather, norm, pool, rows, se  # noqa: E402
+from . import channel_pool, conv, gather, norm, pool, rows, se, spatial_gate  # noqa: E402
 
 NAME = "numba"
 conv_output_size = contract.conv_output_size
@@ -38,4 +41,4 @@ def check_available():
                            f"{error}") from error
 
 
-contract.bind(globals(), se, conv, norm, pool, channel_pool, gather)
+contract.bind(globals(), se, conv, norm, pool, channel_pool, spatial_gate, gather)

@@ -1,15 +1,26 @@
 """Numba Gather-Excite kernels: the extent-e gather and the upsampled gate, one job per plane.
 
 Read ``kernels/numpy/gather.py`` for the math. Each (n, c) plane is an
-independent job, so no two threads write the same element. Two things make
-the loops stream:
+independent job, so no two threads write the same element. What makes the
+loops stream:
 
-* **The gather is separable.** A window mean is a mean of row sums, so each
-  plane is summed down its columns first, into a small (oh, W) float64 buffer
-  (each input row read once per window that holds it, at most twice, and from
-  cache), then along the rows of that buffer. The backward runs the same two
-  steps transposed: each pixel lies in at most two windows per axis,
-  rows ⌊i/e⌋ .. ⌊(i+e−1)/e⌋.
+* **The gather is separable.** A window mean is a mean of column sums, so for
+  each window row p the 2e−1 rows of x it holds are added into one float64
+  row (contiguous, vectorised; an input row is read for at most two
+  windows, the second time from L1), and the cells of that row are then sums
+  of 2e−1 neighbours in it. The row is padded with e−1 zeros on the left and
+  enough on the right that every window reads 2e−1 numbers (window q is
+  ``padded[q·e : q·e + 2e − 1]``), so no cell needs a clipped range. The
+  backward runs the same two steps transposed: each pixel lies in at most
+  two windows per axis, rows ⌊i/e⌋ .. ⌊(i+e−1)/e⌋.
+* **Three at a time.** The column sums add three window rows per sweep
+  (``_add_rows``) and the row sums three window offsets per sweep
+  (``_add_windows``, ``for q: sums[q] += padded[q·e + t] + …``), so each
+  running sum is loaded and stored a third as often. The first version (one
+  sweep per row, a running prefix sum along each row, a chain of dependent
+  additions, and a loop per cell over its own few numbers) ran at 0.11 of the
+  copy bandwidth; docs/kernels.md has the rows before and after, and what
+  else was tried.
 * **The upsampling is done once per gate row.** The PyTorch rule (the
   reference's ``nearest_sources``, computed once per call on the host) never
   decreases, so consecutive pixel rows read the same gate row: it is expanded
@@ -26,31 +37,64 @@ the loops stream:
   loop by its first argument, so every loop takes a full-size map first.
 """
 import numpy as np
-from numba import prange
+from numba import njit, prange
 
 from ..numpy.gather import extent_windows, nearest_sources, source_runs
 from .rows import rows_of, serial_and_parallel
 
 
 # ============================================================================ gather
+@njit(cache=True)
+def _add_rows(column_sums, plane, first, stop, width):
+    """column_sums[j] += Σ_{first <= i < stop} plane[i·W + j], three rows per sweep."""
+    i = first
+    while i + 3 <= stop:
+        a = plane[i * width:(i + 1) * width]
+        b = plane[(i + 1) * width:(i + 2) * width]
+        c = plane[(i + 2) * width:(i + 3) * width]
+        for j in range(width):
+            column_sums[j] += (np.float64(a[j]) + np.float64(b[j])) + np.float64(c[j])
+        i += 3
+    for i in range(i, stop):
+        a = plane[i * width:(i + 1) * width]
+        for j in range(width):
+            column_sums[j] += a[j]
+
+
+@njit(cache=True)
+def _add_windows(sums, padded, extent):
+    """sums[q] += Σ_{0 <= t < 2e−1} padded[q·e + t], three offsets per sweep."""
+    t, span = 0, 2 * extent - 1
+    while t + 3 <= span:
+        for q in range(sums.shape[0]):
+            o = q * extent + t
+            sums[q] += (padded[o] + padded[o + 1]) + padded[o + 2]
+        t += 3
+    for t in range(t, span):
+        for q in range(sums.shape[0]):
+            sums[q] += padded[q * extent + t]
+
+
 @serial_and_parallel
-def ge_gather_forward_loop(rows, out, width, row_windows, column_windows, inverse_counts):
+def ge_gather_forward_loop(rows, out, width, row_windows, extent, inverse_counts):
+    cells_h = row_windows.shape[0]
+    cells_w = out.shape[1] // cells_h
+    left = extent - 1                               # the zeros before column 0
     for r in prange(rows.shape[0]):
-        # running[j + 1] = Σ over the window's rows of columns 0 .. j: a window's
-        # sum is then one difference, running[stop] − running[start]
-        running = np.zeros(width + 1)
-        cells_w = column_windows.shape[0]
-        for p in range(row_windows.shape[0]):
-            running[:] = 0.0
-            for i in range(row_windows[p, 0], row_windows[p, 1]):
-                base = i * width
-                for j in range(width):
-                    running[j + 1] += rows[r, base + j]
-            for j in range(width):
-                running[j + 1] += running[j]
+        # padded[left + j] = Σ over the window's rows of column j; window q is
+        # padded[q·e .. q·e + 2e − 2] (zeros where it leaves the map)
+        padded = np.zeros(cells_w * extent + extent)
+        column_sums = padded[left:left + width]
+        sums = np.empty(cells_w)
+        plane, cells = rows[r], out[r]
+        for p in range(cells_h):
+            column_sums[:] = 0.0
+            _add_rows(column_sums, plane, row_windows[p, 0], row_windows[p, 1], width)
+            sums[:] = 0.0
+            _add_windows(sums, padded, extent)
+            base = p * cells_w
             for q in range(cells_w):
-                total = running[column_windows[q, 1]] - running[column_windows[q, 0]]
-                out[r, p * cells_w + q] = total * inverse_counts[p * cells_w + q]
+                cells[base + q] = sums[q] * inverse_counts[base + q]
     return out
 
 
@@ -66,7 +110,8 @@ def ge_gather_forward(x, extent):
     n, c, height, width = x.shape
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
     out = np.empty((n * c, len(rows) * len(columns)), dtype=x.dtype)
-    ge_gather_forward_loop(rows_of(x), out, width, rows, columns, _inverse_counts(rows, columns))
+    ge_gather_forward_loop(rows_of(x), out, width, rows, extent,
+                           _inverse_counts(rows, columns))
     return out.reshape(n, c, len(rows), len(columns))
 
 
