@@ -69,9 +69,9 @@ def _load_weights_into(model, name, path):
     whole file at once (SENet-154: 2 x 460 MB). Instead every name and shape of
     the file is checked first by ``load_state_dict`` itself (its rules, its
     errors) on stand-ins that hold no memory: zero-stride views of one zero of
-    each stored shape. A file that does not fit changes nothing. Then the real
-    arrays are read 16 MB at a time (``io.read_weights``), each replacing its
-    stand-in, so the peak is one model plus those few arrays.
+    each stored shape. A file that does not fit changes nothing; one that fits
+    leaves zeros in the model, which the real arrays then replace, read 16 MB at
+    a time (``io.read_weights``), so the peak is one model plus those few arrays.
     """
     from ..io.weights import read_weights, stored_shapes
     shapes = stored_shapes(path)
