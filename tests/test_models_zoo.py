@@ -66,11 +66,15 @@ def test_timm_weights_load_from_safetensors_run_and_come_back_in_timms_keys(name
     assert [key for key, _, _ in expected["state_dict"]] == list(state)
     for key, shape, dtype in expected["state_dict"]:
         assert state[key].shape == tuple(shape) and state[key].dtype == np.dtype(dtype), key
-    # the file's arrays 16 MB at a time (one safe_open would keep every page it read mapped)
-    for stored in sn.io.read_weights(path, sn.io.stored_shapes(path)):
-        for key, array in stored.items():
-            np.testing.assert_array_equal(state.pop(key), array, err_msg=key)
-    assert not state, f"keys the file does not have: {list(state)[:5]}"
+    # read by safetensors itself, not by the loader under test; reopened every 32 arrays,
+    # as one safe_open keeps every page it has read mapped (SENet-154: 460 MB)
+    from safetensors import safe_open
+    keys = [key for key, _, _ in expected["state_dict"]]
+    for start in range(0, len(keys), 32):
+        with safe_open(str(path), framework="numpy") as stored:
+            for key in keys[start:start + 32]:
+                np.testing.assert_array_equal(state.pop(key), stored.get_tensor(key),
+                                              err_msg=key)
     release_memory()
 
 
