@@ -86,6 +86,7 @@ def work_unit(nodeid):
     return MEMORY_HEAVY if file_name in MEMORY_HEAVY_FILES else nodeid.split("::", 1)[0]
 
 
+@pytest.hookimpl(optionalhook=True)       # a hook of pytest-xdist: unknown to pytest without it
 def pytest_xdist_make_scheduler(config, log):
     """Under ``-n N --dist loadgroup``: whole files per worker, memory-heavy ones together.
 
