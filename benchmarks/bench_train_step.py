@@ -84,13 +84,13 @@ def layer_breakdown(backend, batch, repeats=3):
     loss_fn = sn.nn.CrossEntropyLoss()
     totals = defaultdict(float)
 
-    def wrap(module, key, method_name):
+    def wrap(module, key, method_name, counted_as=None):
         original = getattr(module, method_name)
 
         def timed(*args, **kwargs):
             start = time.perf_counter()
             out = original(*args, **kwargs)
-            totals[(key, method_name)] += time.perf_counter() - start
+            totals[(key, counted_as or method_name)] += time.perf_counter() - start
             return out
         object.__setattr__(module, method_name, timed)
 
@@ -102,6 +102,8 @@ def layer_breakdown(backend, batch, repeats=3):
                 continue                         # counted inside its SE block
             for method in ("forward", "backward"):
                 wrap(module, "kind:" + type(module).__name__, method)
+            if hasattr(module, "forward_relu"):      # BN → ReLU fused: counted as BN forward
+                wrap(module, "kind:" + type(module).__name__, "forward_relu", "forward")
     for name, child in model.named_children():
         for method in ("forward", "backward"):
             wrap(child, "child:" + name, method)

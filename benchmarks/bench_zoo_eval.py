@@ -49,6 +49,9 @@ def main(argv=None):
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--out", default="bench_out")
+    parser.add_argument("--inplace", action="store_true",
+                        help="SE blocks write their residual unit's output over their input "
+                             "(SEBlock(inplace=True): evaluation only)")
     args = parser.parse_args(argv)
 
     import numba
@@ -65,6 +68,9 @@ def main(argv=None):
     state = {key: value.numpy() for key, value in reference.state_dict().items()}
     model = sn.models.create(args.model).eval()
     model.load_state_dict(state)
+    for module in model.modules():
+        if isinstance(module, sn.nn.SEBlock):
+            module.inplace = args.inplace
     image = np.random.default_rng(0).standard_normal(
         (args.batch, 3, args.size, args.size)).astype(np.float32)
     tensor = torch.from_numpy(image)
@@ -74,6 +80,7 @@ def main(argv=None):
             return reference(tensor)
 
     result = {"model": args.model, "input": [args.batch, 3, args.size, args.size],
+              "inplace": args.inplace,
               "threads": args.threads, "torch": torch.__version__, "timm": timm.__version__,
               "backends": {}}
     with threadpoolctl.threadpool_limits(args.threads):

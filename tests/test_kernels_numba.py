@@ -139,10 +139,10 @@ def test_check_available_runs_a_kernel_here():
 def test_every_row_loop_pair_has_two_cache_entries():
     """numba issue #6845: one function compiled with and without parallel=True shares one
     cache entry, and the "parallel" loop loads the serial code. The pairs must not."""
-    from se_numpy.kernels.numba import norm, se
-    pairs = [value for module in (se, norm) for value in vars(module).values()
+    from se_numpy.kernels.numba import norm, residual, se
+    pairs = [value for module in (se, norm, residual) for value in vars(module).values()
              if isinstance(value, rows.SerialAndParallel)]
-    assert len(pairs) == 9 + 4                  # the SE row loops, the batch-norm passes
+    assert len(pairs) == 9 + 7 + 3          # the SE row loops, batch norm's, the residual end's
     for pair in pairs:
         name = pair.serial.py_func.__name__
         assert pair.parallel.targetoptions.get("parallel"), name
@@ -289,6 +289,26 @@ def test_scale_add_forward_matches_reference(u, seed, layout, path):
     with kernel_path(path):
         out = cpu.scale_add_forward(u, s, shortcut)
     assert_identical(out, ref.scale_add_forward(u, s, shortcut))
+
+
+# --------------------------------------------------------------------------- the end of a residual unit
+@settings(max_examples=30)
+@given(u=feature_maps(), seed=seeds, layout=layouts, path=paths)
+def test_residual_add_relu_kernels_match_reference(u, seed, layout, path):
+    s, shortcut = per_channel(u, seed), same_shape_map(u, seed, layout)
+    dout = same_shape_map(u, seed + 1, layout)
+    with kernel_path(path):
+        out = cpu.add_relu_forward(u, shortcut)
+        scaled = cpu.scale_add_relu_forward(u, s, shortcut)
+        d_pre = cpu.relu_backward(dout, scaled)
+    assert_identical(out, ref.add_relu_forward(u, shortcut))
+    assert_identical(scaled, ref.scale_add_relu_forward(u, s, shortcut))
+    assert_identical(d_pre, ref.relu_backward(dout, scaled))
+    overwritten = u.copy(order="K")                     # a view stays a view's layout
+    with kernel_path(path):
+        result = cpu.scale_add_relu_forward_in_place(overwritten, s, shortcut)
+    assert result is overwritten
+    assert_identical(result, scaled)
 
 
 # --------------------------------------------------------------------------- conv helpers, pooling
@@ -573,6 +593,28 @@ def check_batch_norm_against_reference(x, seed, layout):
         assert np.all(np.abs(actual - expected) <= summation_bound(absolute, terms, x.dtype.type))
     assert_identical(cpu.batch_norm_backward_dx(dy, normalized, weight, *expected_sums),
                      ref.batch_norm_backward_dx(dy, normalized, weight, *expected_sums))
+
+    # BatchNorm2d + ReLU: a β of either sign, so that the mask cuts some of every channel
+    relu_bias = rng.uniform(-1, 1, channels).astype(x.dtype)
+    # evaluation mode's affine pass, alone and with ReLU: the same operations, identical
+    assert_identical(cpu.batch_norm_affine(x, weight, relu_bias),
+                     ref.batch_norm_affine(x, weight, relu_bias))
+    assert_identical(cpu.batch_norm_affine_relu(x, weight, relu_bias),
+                     ref.batch_norm_affine_relu(x, weight, relu_bias))
+    y, normalized = cpu.batch_norm_relu_normalize(x, expected_mean, inverse_std, weight, relu_bias)
+    expected_y, expected_normalized = ref.batch_norm_relu_normalize(x, expected_mean, inverse_std,
+                                                                    weight, relu_bias)
+    assert_identical(y, expected_y)
+    assert_identical(normalized, expected_normalized)
+    sums = cpu.batch_norm_relu_backward_sums(dy, normalized, weight, relu_bias)
+    expected_sums = ref.batch_norm_relu_backward_sums(dy, normalized, weight, relu_bias)
+    for actual, expected, absolute in zip(sums, expected_sums, absolute_sums):
+        assert actual.dtype == expected.dtype
+        # |g| <= |dy|: the unmasked absolute sums bound the masked ones' rounding as well
+        assert np.all(np.abs(actual - expected) <= summation_bound(absolute, terms, x.dtype.type))
+    assert_identical(
+        cpu.batch_norm_relu_backward_dx(dy, normalized, weight, relu_bias, weight, *expected_sums),
+        ref.batch_norm_relu_backward_dx(dy, normalized, weight, relu_bias, weight, *expected_sums))
 
 # --------------------------------------------------------------------------- dtype and layout rules
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -17,7 +17,8 @@ from .gather_excite import (excite_backward, excite_forward, gather_backward,
 from .linear import linear_backward, linear_forward
 from .loss import log_softmax, softmax_cross_entropy_backward, softmax_cross_entropy_forward
 from .nosqueeze import nosqueeze_backward, nosqueeze_forward
-from .norm import batch_norm2d_backward, batch_norm2d_forward, update_running_stats
+from .norm import (batch_norm2d_backward, batch_norm2d_forward, batch_norm2d_relu_forward,
+                   update_running_stats)
 from .scse import scse_backward, scse_forward
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool_backward,
                    global_avg_pool_forward, max_pool2d_backward, max_pool2d_forward)

@@ -37,6 +37,12 @@ moves outside the sums). The last two terms remove from M·dy its mean and its
 component along x̂: a batch-normalised output cannot change by shifting or
 rescaling the whole channel, so those directions carry no gradient.
 
+*BatchNorm2d followed by ReLU* (ResNet's BN → ReLU), ``batch_norm2d_relu_forward``:
+out = max(y, 0) in the same pass, and backward first applies ReLU's
+derivative, g = dy · 1[y > 0], then the formulas above with g for dy. The
+mask is recomputed from x̂ (y = γ·x̂ + β), so no mask and no pre-ReLU map is
+stored, and neither direction spends a pass on the ReLU.
+
 The passes over the map run in the active backend's kernels
 (``batch_norm_statistics``, ``batch_norm_normalize``, ``batch_norm_backward_sums``,
 ``batch_norm_backward_dx``; the plain NumPy version is in ``kernels/numpy/norm.py``).
@@ -57,13 +63,25 @@ def _per_channel(values):
 
 class BatchNorm2dCache(NamedTuple):
     """What ``batch_norm2d_backward`` needs, and the batch statistics for the running update."""
-    normalized: np.ndarray          # x̂ (N, C, H, W)
+    normalized: Optional[np.ndarray]  # x̂ (N, C, H, W); None in evaluation mode (see ``input``)
     inverse_std: np.ndarray         # 1 / sqrt(σ² + eps), (C,)
     weight: Optional[np.ndarray]    # γ (C,), or None for γ = 1 (affine=False)
     has_bias: bool
     training: bool                  # True: batch statistics were used
     batch_mean: Optional[np.ndarray]      # μ (C,), training mode only
     batch_variance: Optional[np.ndarray]  # σ² (C,), biased, training mode only
+    relu: bool = False                    # True: the output went through ReLU (fused)
+    bias: Optional[np.ndarray] = None     # β (C,) when ``relu``: the mask is 1[γ·x̂ + β > 0]
+    # evaluation mode: the forward wrote y only; x̂ = (x − μ)·inverse_std is recomputed from these
+    input: Optional[np.ndarray] = None    # x (N, C, H, W)
+    mean: Optional[np.ndarray] = None     # μ (C,), the running mean used
+    affine: Optional[tuple] = None        # (a, b) of y = a·x + b, (C,) each: the ReLU's mask
+
+    def normalized_map(self):
+        """x̂, stored (training mode) or recomputed from the input (evaluation mode)."""
+        if self.normalized is not None:
+            return self.normalized
+        return (self.input - _per_channel(self.mean)) * _per_channel(self.inverse_std)
 
 
 def _check_per_channel(value, name, x):
@@ -83,6 +101,20 @@ def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_v
     ``training=False`` normalises with ``running_mean`` and ``running_var``, which
     are then required. Nothing is updated in place.
     """
+    return _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, relu=False)
+
+
+def batch_norm2d_relu_forward(x, weight=None, bias=None, running_mean=None, running_var=None,
+                              training=True, eps=1e-5):
+    """out = max(0, γ·(x − μ)/sqrt(σ² + eps) + β): ``batch_norm2d_forward`` then ReLU, one pass.
+
+    Arguments and shapes as ``batch_norm2d_forward``; returns ``(out, cache)``.
+    ``batch_norm2d_backward(dout, cache)`` goes back through both.
+    """
+    return _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, relu=True)
+
+
+def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, relu):
     check_nchw(x, "x")
     for value, name in ((weight, "weight"), (bias, "bias"), (running_mean, "running_mean"),
                         (running_var, "running_var")):
@@ -108,9 +140,34 @@ def batch_norm2d_forward(x, weight=None, bias=None, running_mean=None, running_v
     # γ = 1 and β = 0 when absent: x̂·1 + 0 is x̂ exactly
     gamma = weight if weight is not None else np.ones_like(inverse_std)
     beta = bias if bias is not None else np.zeros_like(inverse_std)
-    y, normalized = backend.current().batch_norm_normalize(x, mean, inverse_std, gamma, beta)
+    if not training:
+        return _batch_norm2d_evaluation(x, mean, inverse_std, weight, gamma, bias, beta, relu)
+    if relu:
+        y, normalized = backend.current().batch_norm_relu_normalize(x, mean, inverse_std, gamma,
+                                                                    beta)
+    else:
+        y, normalized = backend.current().batch_norm_normalize(x, mean, inverse_std, gamma, beta)
     cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, bool(training),
-                             mean if training else None, variance if training else None)
+                             mean if training else None, variance if training else None,
+                             relu, beta if relu else None)
+    return y, cache
+
+
+def _batch_norm2d_evaluation(x, mean, inverse_std, weight, gamma, bias, beta, relu):
+    """Evaluation mode: y = a·x + b per channel, a = γ/sqrt(σ² + eps), b = β − μ·a.
+
+    The constants are those of BN folded into the preceding convolution
+    (W' = a·W, bias' = b); here they are applied in one pass that reads x and
+    writes y, and x̂ is not written at all (the backward recomputes it)."""
+    scale64 = gamma.astype(np.float64) * inverse_std
+    shift64 = beta.astype(np.float64) - mean.astype(np.float64) * scale64
+    scale, shift = scale64.astype(x.dtype), shift64.astype(x.dtype)
+    if relu:
+        y = backend.current().batch_norm_affine_relu(x, scale, shift)
+    else:
+        y = backend.current().batch_norm_affine(x, scale, shift)
+    cache = BatchNorm2dCache(None, inverse_std, weight, bias is not None, False, None, None,
+                             relu, beta if relu else None, x, mean, (scale, shift))
     return y, cache
 
 
@@ -118,23 +175,46 @@ def batch_norm2d_backward(dy, cache):
     """Returns ``(dx, dweight, dbias)``; dweight/dbias are None where the forward had none.
 
     dy (N, C, H, W). Training mode uses the compact formula of the module
-    docstring, evaluation mode dx = dy·γ/sqrt(σ²_running + eps).
+    docstring, evaluation mode dx = dy·γ/sqrt(σ²_running + eps). After
+    ``batch_norm2d_relu_forward`` dy is dL/d(out) and passes through ReLU's
+    derivative first (g = dy·1[γ·x̂ + β > 0] takes dy's place in every formula).
     """
-    normalized, inverse_std, weight, has_bias, training = cache[:5]
+    _, inverse_std, weight, has_bias, training = cache[:5]
+    normalized = cache.normalized_map()
     check_float_array(dy, "dy", ndim=4)
     check_same_dtype(normalized, dy, "the forward input", "dy")
     check_shape(dy, normalized.shape, "dy")
 
-    sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
+    gamma = weight if weight is not None else np.ones_like(inverse_std)
+    if not training:
+        return _batch_norm2d_evaluation_backward(dy, cache, normalized, gamma * inverse_std)
+    if cache.relu:
+        sum_dy, sum_dy_normalized = backend.current().batch_norm_relu_backward_sums(
+            dy, normalized, gamma, cache.bias)
+    else:
+        sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
     dbias = sum_dy if has_bias else None                          # dβ = Σ dy
     dweight = sum_dy_normalized if weight is not None else None   # dγ = Σ dy·x̂
-    gamma = weight if weight is not None else np.ones_like(inverse_std)
     scale = gamma * inverse_std                                   # γ/s per channel
 
-    if not training:
-        return dy * _per_channel(scale), dweight, dbias
-    dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized)
+    if cache.relu:
+        dx = backend.current().batch_norm_relu_backward_dx(dy, normalized, gamma, cache.bias,
+                                                           scale, sum_dy, sum_dy_normalized)
+    else:
+        dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy,
+                                                      sum_dy_normalized)
     return dx, dweight, dbias
+
+
+def _batch_norm2d_evaluation_backward(dy, cache, normalized, scale):
+    """dx = g·γ/sqrt(σ² + eps), dγ = Σ g·x̂, dβ = Σ g, with g = dy (·1[a·x + b > 0] after ReLU)."""
+    if cache.relu:
+        factor, offset = cache.affine        # the forward's mask, by the forward's operations
+        dy = dy * (cache.input * _per_channel(factor) + _per_channel(offset) > 0)
+    sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
+    dweight = sum_dy_normalized if cache.weight is not None else None
+    dbias = sum_dy if cache.has_bias else None
+    return dy * _per_channel(scale), dweight, dbias
 
 
 def update_running_stats(running_mean, running_var, batch_mean, batch_variance, count, momentum):

@@ -199,6 +199,10 @@ def se_block_backward(dy, cache):
     average squeeze the second term is dz/(HW) at every position, and the
     kernel ``se_backward_dx`` writes both terms in one pass over the map.
     """
+    if cache["x"] is None:
+        raise RuntimeError("se_block_backward: the forward scaled x in place (an SE block with "
+                           "inplace=True in evaluation mode) and kept no x; call train() or set "
+                           "inplace=False before a forward whose backward is needed")
     check_shape(dy, cache["x"].shape, "dy")
     ds = _kernels().se_backward_ds(dy, cache["x"])
     dz, dw1, db1, dw2, db2 = excitation_backward(ds, cache["excitation"])
@@ -210,19 +214,32 @@ def se_block_backward(dy, cache):
 
 
 def se_block_add_forward(x, shortcut, w1, b1, w2, b2, squeeze="avg", gate="sigmoid",
-                         activation="relu"):
+                         activation="relu", relu=False, in_place=False):
     """SE block fused with the residual addition ("Axpy" of the official Caffe SENet):
 
-        out = s · x + shortcut
+        out = s · x + shortcut              (``relu=True``: out = max(s · x + shortcut, 0))
 
     One pass instead of two (scale, then add), used by residual units with SE in
-    the standard position (paper Fig. 3). Returns ``(out, cache)``.
+    the standard position (paper Fig. 3); with ``relu`` the unit's final ReLU is
+    applied in the same pass (its backward: ``residual.relu_output_backward``).
+    ``in_place=True`` (with ``relu``; evaluation mode) writes out over x, which
+    is then gone: the cache keeps no x and ``se_block_backward`` refuses it.
+    Returns ``(out, cache)``.
     """
     check_shape(shortcut, x.shape, "shortcut")
     check_same_dtype(x, shortcut, "x", "shortcut")
     z, squeeze_cache = squeeze_forward(x, squeeze)
     s, excitation_cache = excitation_forward(z, w1, b1, w2, b2, gate, activation)
-    out = _kernels().scale_add_forward(x, s, shortcut)
+    if in_place and not relu:
+        raise ValueError("se_block_add_forward: in_place=True needs relu=True (the in-place "
+                         "kernel is max(s·x + shortcut, 0)), got relu=False")
+    if in_place:
+        out = _kernels().scale_add_relu_forward_in_place(x, s, shortcut)
+        x = None                                  # overwritten: there is nothing to keep
+    elif relu:
+        out = _kernels().scale_add_relu_forward(x, s, shortcut)
+    else:
+        out = _kernels().scale_add_forward(x, s, shortcut)
     return out, {"x": x, "s": s, "squeeze": squeeze_cache, "excitation": excitation_cache}
 
 

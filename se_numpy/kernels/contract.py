@@ -90,6 +90,27 @@ CONTRACT = (
     _row("batch_norm_backward_dx", "norm", "core",
          "dy:map normalized:map scale:channel sum_dy:channel sum_dy_normalized:channel",
          "dx:map"),
+    # batch normalisation followed by ReLU, fused (functional/norm.py, nn/residual.py)
+    _row("batch_norm_relu_normalize", "norm", "core",
+         "x:map mean:channel inverse_std:channel weight:channel bias:channel",
+         "y:map normalized:map"),
+    _row("batch_norm_relu_backward_sums", "norm", "core",
+         "dy:map normalized:map weight:channel bias:channel",
+         "sum_dy:channel sum_dy_normalized:channel"),
+    _row("batch_norm_relu_backward_dx", "norm", "core",
+         "dy:map normalized:map weight:channel bias:channel scale:channel sum_dy:channel "
+         "sum_dy_normalized:channel", "dx:map"),
+    # evaluation-mode batch norm: the per-channel affine map, alone and followed by ReLU
+    _row("batch_norm_affine", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
+    _row("batch_norm_affine_relu", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
+    # the end of a residual unit, ReLU(pre-activation), and ReLU's backward from its output
+    # (functional/residual.py)
+    _row("add_relu_forward", "residual", "core", "u:map shortcut:map", "out:map"),
+    _row("scale_add_relu_forward", "residual", "core", "u:map s:vector shortcut:map", "out:map"),
+    _row("relu_backward", "residual", "core", "dout:map out:map", "dx:map"),
+    # the same as scale_add_relu_forward, over u (evaluation mode: u is not read again)
+    _row("scale_add_relu_forward_in_place", "residual", "core", "u:map s:vector shortcut:map",
+         "out:map"),
     # pooling (functional/pool.py)
     _row("max_pool2d_forward", "pool", "core",
          "x:map kernel:option stride:option padding:option", "out:pooled argmax:pooled_index"),
@@ -118,7 +139,7 @@ CONTRACT = (
 )
 
 OPS = {op.name: op for op in CONTRACT}
-FILES = ("se", "conv", "norm", "pool", "channel_pool", "spatial_gate", "gather")
+FILES = ("se", "conv", "norm", "residual", "pool", "channel_pool", "spatial_gate", "gather")
 # the files with GPU kernels in ``kernels/cuda``; the others run there on the host (``cuda/host.py``)
 GPU_FILES = ("se", "channel_pool", "spatial_gate")
 # GPU kernels whose host functions also pass index arrays they compute (windows, nearest

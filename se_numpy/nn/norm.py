@@ -2,7 +2,8 @@
 import numpy as np
 
 from .._validation import check_nchw, check_same_dtype
-from ..functional.norm import batch_norm2d_backward, batch_norm2d_forward, update_running_stats
+from ..functional.norm import (batch_norm2d_backward, batch_norm2d_forward,
+                               batch_norm2d_relu_forward, update_running_stats)
 from .module import Module, _require_cache
 from .parameter import Parameter
 
@@ -54,6 +55,15 @@ class BatchNorm2d(Module):
         return None
 
     def forward(self, x):
+        return self._forward(x, batch_norm2d_forward)
+
+    def forward_relu(self, x):
+        """ReLU(BN(x)) in one pass over the map (a residual branch's BN → ReLU).
+
+        ``backward`` then returns dL/dx through both; no ReLU mask is kept."""
+        return self._forward(x, batch_norm2d_relu_forward)
+
+    def _forward(self, x, forward_function):
         check_nchw(x, "x", channels=self.num_features)
         if self._module_dtype() is not None:
             reference = np.empty(0, dtype=self._module_dtype())
@@ -61,8 +71,8 @@ class BatchNorm2d(Module):
         use_batch_statistics = self.training or not self.track_running_stats
         weight = self.weight.data if self.weight is not None else None
         bias = self.bias.data if self.bias is not None else None
-        out, self._cache = batch_norm2d_forward(x, weight, bias, self.running_mean,
-                                                self.running_var, use_batch_statistics, self.eps)
+        out, self._cache = forward_function(x, weight, bias, self.running_mean,
+                                            self.running_var, use_batch_statistics, self.eps)
         if self.training and self.track_running_stats:
             self._update_running_stats(x.shape[0] * x.shape[2] * x.shape[3])
         return out

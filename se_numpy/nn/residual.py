@@ -35,7 +35,8 @@ Each placement only inserts SE's own backward at the point where SE sits.
 """
 import numpy as np
 
-from ..functional.activation import relu_backward, relu_forward
+from ..functional.activation import relu_forward
+from ..functional.residual import add_relu_forward, relu_output_backward
 from .._validation import check_nchw
 from .composed import ComposedCounting
 from .container import Identity, Sequential
@@ -130,19 +131,25 @@ class ResidualBlock(ComposedCounting, Module):
         branch_input = se(x) if (se is not None and placement == "pre") else x
         u = self._branch_forward(branch_input)
 
-        if se is not None and placement == "standard" and hasattr(se, "forward_add"):
-            pre_activation = se.forward_add(u, shortcut)        # s·u + shortcut, one pass
+        # out = ReLU(pre-activation), the addition and the ReLU in one pass; the backward
+        # reads ReLU's mask off ``out`` (functional/residual.py), so no mask is stored
+        if (se is not None and placement == "standard" and hasattr(se, "forward_add_relu")
+                and "forward_add" not in vars(se)):
+            # (a forward_add replaced on the instance, e.g. a recording hook of
+            # analysis/gates.py, is called as it is: the fused call would bypass it)
+            out = se.forward_add_relu(u, shortcut)          # max(s·u + shortcut, 0)
+        elif se is not None and placement == "standard" and hasattr(se, "forward_add"):
+            out = relu_forward(se.forward_add(u, shortcut))[0]
         elif se is not None and placement == "standard":
-            pre_activation = se(u) + shortcut
+            out = add_relu_forward(se(u), shortcut)[0]
         elif se is not None and placement == "identity":
-            pre_activation = u + se(shortcut)
+            out = add_relu_forward(u, se(shortcut))[0]
         else:
-            pre_activation = u + shortcut
-        out, relu_cache = relu_forward(pre_activation)
+            out = add_relu_forward(u, shortcut)[0]
+        self._cache = out
 
         if se is not None and placement == "post":
             out = se(out)
-        self._cache = relu_cache
         return out
 
     # ---------------------------------------------------------------- backward
@@ -154,12 +161,12 @@ class ResidualBlock(ComposedCounting, Module):
         d_shortcut = d_pre                  (or through SE in "identity")
         dx         = F'ᵀ du (through SE last in "pre") + downsample'ᵀ d_shortcut
         """
-        relu_cache = _require_cache(self)
+        relu_output = _require_cache(self)
         placement, se = self.placement, self.se
 
         if se is not None and placement == "post":
             dout = se.backward(dout)
-        d_pre = relu_backward(dout, relu_cache)
+        d_pre = relu_output_backward(dout, relu_output)
 
         if se is not None and placement == "standard" and hasattr(se, "backward_add"):
             du, d_shortcut = se.backward_add(d_pre)
@@ -175,7 +182,9 @@ class ResidualBlock(ComposedCounting, Module):
             dx = se.backward(dx)
         if self.downsample is not None:
             d_shortcut = self.downsample.backward(d_shortcut)
-        return dx + d_shortcut
+        if dx is d_shortcut or not dx.flags.writeable:
+            return dx + d_shortcut
+        return np.add(dx, d_shortcut, out=dx)      # dx is the branch's fresh array: no new one
 
     # ---------------------------------------------------------------- counting
     def output_shape(self, input_shape):
@@ -246,25 +255,20 @@ class BasicBlock(ResidualBlock):
     def branch_width(cls, planes, groups=1, base_width=64):
         return planes
 
+    # Every BN → ReLU pair runs as one pass (``forward_relu``); the BN's backward
+    # goes back through its ReLU too.
     def _branch_forward(self, x):
-        h, relu_cache = relu_forward(self.bn1(self.conv1(x)))
+        h = self.bn1.forward_relu(self.conv1(x))
         if self.se is not None and self.placement == "after_3x3":
             h = self.se(h)
-        u = self.bn2(self.conv2(h))
-        output_relu_cache = None
         if self.relu_before_se:
-            u, output_relu_cache = relu_forward(u)
-        self._branch_cache = (relu_cache, output_relu_cache)
-        return u
+            return self.bn2.forward_relu(self.conv2(h))
+        return self.bn2(self.conv2(h))
 
     def _branch_backward(self, du):
-        relu_cache, output_relu_cache = self._branch_cache
-        if self.relu_before_se:
-            du = relu_backward(du, output_relu_cache)
         dh = self.conv2.backward(self.bn2.backward(du))
         if self.se is not None and self.placement == "after_3x3":
             dh = self.se.backward(dh)
-        dh = relu_backward(dh, relu_cache)
         return self.conv1.backward(self.bn1.backward(dh))
 
     def _branch_input_shapes(self, input_shape):
@@ -324,20 +328,18 @@ class Bottleneck(ResidualBlock):
         return int(planes * (base_width / 64.0)) * groups
 
     def _branch_forward(self, x):
-        h1, relu1_cache = relu_forward(self.bn1(self.conv1(x)))
-        h2, relu2_cache = relu_forward(self.bn2(self.conv2(h1)))
+        h1 = self.bn1.forward_relu(self.conv1(x))           # BN → ReLU fused, as in BasicBlock
+        h2 = self.bn2.forward_relu(self.conv2(h1))
         if self.se is not None and self.placement == "after_3x3":
             h2 = self.se(h2)
-        self._branch_cache = (relu1_cache, relu2_cache)
         return self.bn3(self.conv3(h2))
 
     def _branch_backward(self, du):
-        relu1_cache, relu2_cache = self._branch_cache
         dh2 = self.conv3.backward(self.bn3.backward(du))
         if self.se is not None and self.placement == "after_3x3":
             dh2 = self.se.backward(dh2)
-        dh1 = self.conv2.backward(self.bn2.backward(relu_backward(dh2, relu2_cache)))
-        return self.conv1.backward(self.bn1.backward(relu_backward(dh1, relu1_cache)))
+        dh1 = self.conv2.backward(self.bn2.backward(dh2))
+        return self.conv1.backward(self.bn1.backward(dh1))
 
     def _branch_input_shapes(self, input_shape):
         after_conv1 = self.conv1.output_shape(input_shape)

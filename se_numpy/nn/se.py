@@ -56,6 +56,9 @@ class SEBlock(Module):
             divisor 8) instead of flooring it.
         layer_names: the state-dict names of the two layers, ("fc1", "fc2") or timm's
             ("conv_reduce", "conv_expand").
+        inplace: in evaluation mode, let ``forward_add_relu`` (a residual unit's end) write
+            its output over x, which is not read again there; a backward after such a
+            forward raises (as ``torch.nn.ReLU(inplace=True)``, an inference-only saving).
         dtype, rng: parameter dtype and seed/generator for PyTorch-default initialisation.
 
     Shapes: x (N, C, H, W) -> y (N, C, H, W). After each forward ``last_gates``
@@ -64,7 +67,7 @@ class SEBlock(Module):
 
     def __init__(self, channels, reduction=16, squeeze="avg", gate="sigmoid", hidden=None,
                  bias=True, dtype=np.float32, rng=None, activation="relu", divisor=None,
-                 round_limit=0.0, layer_names=("fc1", "fc2")):
+                 round_limit=0.0, layer_names=("fc1", "fc2"), inplace=False):
         super().__init__()
         if squeeze not in SQUEEZE_MODES:
             raise ValueError(f"squeeze: expected one of {SQUEEZE_MODES}, got {squeeze!r}")
@@ -86,6 +89,7 @@ class SEBlock(Module):
         object.__setattr__(self, "fc1", fc1)
         object.__setattr__(self, "fc2", fc2)
         self.last_gates = None
+        self.inplace = bool(inplace)
 
     def _weights(self):
         bias1 = self.fc1.bias.data if self.fc1.bias is not None else None
@@ -114,9 +118,20 @@ class SEBlock(Module):
 
     def forward_add(self, x, shortcut):
         """out = s·x + shortcut in one pass (Caffe SENet's "Axpy"), for residual units."""
+        return self._forward_add(x, shortcut, relu=False)
+
+    def forward_add_relu(self, x, shortcut):
+        """out = max(s·x + shortcut, 0): ``forward_add`` and the residual unit's ReLU, one pass.
+
+        ``backward_add`` then takes dL/d(pre-activation): the unit applies ReLU's derivative."""
+        return self._forward_add(x, shortcut, relu=True)
+
+    def _forward_add(self, x, shortcut, relu):
         check_nchw(x, channels=self.channels)
+        in_place = relu and self.inplace and not self.training and x.flags.writeable
         out, self._cache = se_block_add_forward(x, shortcut, *self._weights(), self.squeeze,
-                                                self.gate, self.activation)
+                                                self.gate, self.activation, relu=relu,
+                                                in_place=in_place)
         self.last_gates = self._cache["s"]
         return out
 

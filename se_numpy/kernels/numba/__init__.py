@@ -8,7 +8,8 @@ Files (each with the same name as the reference file it speeds up):
     conv.py     im2col, col2im and the convolution by blocks of samples
     unfold.py   the per-sample unfolding and folding loops under conv.py
     winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
-    norm.py     the four batch-norm passes
+    norm.py     the batch-norm passes, and batch norm + ReLU fused
+    residual.py the end of a residual unit: addition and ReLU in one pass
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
     spatial_gate.py  the spatial gate product y = x · g (one gate per pixel) and its backward
@@ -26,7 +27,7 @@ import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
 from .. import contract  # noqa: E402
-from . import channel_pool, conv, gather, norm, pool, rows, se, spatial_gate  # noqa: E402
+from . import channel_pool, conv, gather, norm, pool, residual, rows, se, spatial_gate  # noqa: E402
 
 NAME = "numba"
 conv_output_size = contract.conv_output_size
@@ -41,4 +42,4 @@ def check_available():
                            f"{error}") from error
 
 
-contract.bind(globals(), se, conv, norm, pool, channel_pool, spatial_gate, gather)
+contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, spatial_gate, gather)

@@ -1,20 +1,41 @@
-"""Numba batch normalisation: the four passes of BatchNorm2d, one parallel job per channel.
+"""Numba batch normalisation: the passes of BatchNorm2d, and BatchNorm2d + ReLU fused.
 
-Read ``kernels/numpy/norm.py`` for the math. The map is viewed as (N, C, H·W),
-so each job walks N contiguous rows of H·W numbers (a channel of a CIFAR batch
-is 128 × 1024 float32 = 512 kB: it stays in cache between the passes over it).
+Read ``kernels/numpy/norm.py`` for the math. The map is viewed as (N, C, H·W)
+and every loop walks it in memory order, one parallel job per (n, c) row of
+H·W contiguous numbers, channel c = row mod C. Walking it channel by channel
+instead (all N rows of channel 0, then channel 1, ...) jumps C·H·W numbers
+between rows; on a 16-channel CIFAR map that is a new 4 kB page every row,
+and the hardware prefetcher, which does not cross pages, restarts each time.
+In memory order both cores stream, for 16 channels as for 2048.
+
+* Statistics: each row's mean m_r and centred sum of squares q_r = Σ (x − m_r)²
+  in one float64 pass over the row (sums shifted by the row's first value, so
+  they do not cancel), then per channel, from the N rows of H·W values
+  (Chan et al.'s pairwise combination with equal counts)::
+
+      μ_c  = 1/N Σ_n m_(n,c)
+      M·σ²_c = Σ_n q_(n,c) + H·W · Σ_n (m_(n,c) − μ_c)²
+
+  One read of the map; the (N, C) partials are combined by NumPy.
+* Backward sums: Σ dy and Σ dy·x̂ per row in one loop, float64, then Σ over n.
+* Element-wise passes (normalize, dx) do the reference's operations in its
+  order, without fused multiply-adds, so they agree with it exactly. The
+  per-channel numbers are loaded into locals before the row loop: read from
+  their arrays inside it, LLVM must assume a store to the output may change
+  them, and the loop does not vectorise (2x slower, ``naive.py`` keeps none of it).
+* BatchNorm2d + ReLU (``batch_norm_relu_*``): the ReLU is applied as the value
+  is stored, and its mask 1[x̂·γ + β > 0] is recomputed in the backward from x̂,
+  γ and β with the same operations, so the forward writes no mask and the ReLU
+  costs no pass of its own in either direction.
+
 Each loop exists serial and parallel (``rows.serial_and_parallel``): below
 ``rows.PARALLEL_MIN_ELEMENTS`` one thread does it, because waking the pool
-costs more than a small map's pass (on a loaded machine, milliseconds per
-launch; an SE-ResNet-20 step makes 84 of them in its batch norms).
-The sums are float64 and re-associated (``REDUCTION_FLAGS``); the element-wise
-passes do the reference's operations in its order, without fused
-multiply-adds, so they agree with it exactly.
+costs more than a small map's pass.
 """
 import numpy as np
 from numba import prange
 
-from .rows import REDUCTION_FLAGS, row_dot, row_sum, serial_and_parallel
+from .rows import REDUCTION_FLAGS, serial_and_parallel
 
 
 def _channels(x):
@@ -23,100 +44,227 @@ def _channels(x):
     return x.reshape(x.shape[0], x.shape[1], x.shape[2] * x.shape[3])
 
 
+def _vectors(dtype, *values):
+    """Per-channel vectors, contiguous and in the map's dtype (one Numba specialisation)."""
+    return tuple(np.ascontiguousarray(value, dtype=dtype) for value in values)
+
+
 @serial_and_parallel(fastmath=REDUCTION_FLAGS)
-def batch_norm_statistics_loop(x, mean, variance):
+def batch_norm_row_moments_loop(x, row_mean, row_squares):
+    """Per (n, c) row: its mean and Σ (x − row mean)², in one float64 pass over the row.
+
+    The sums are of d = x − x₀, shifted by the row's first value x₀:
+    Σ (x − m)² = Σ d² − (Σ d)²/H·W. Unshifted, Σ x² − (Σ x)²/H·W cancels when
+    the mean is large against the spread; x₀ is one of the row's values, so
+    the shift removes that, and float64 leaves 29 bits to spare over float32."""
     n_images, channels, area = x.shape
-    count = n_images * area
-    for c in prange(channels):
-        total = 0.0
-        for n in range(n_images):
-            total += row_sum(x[n, c])
-        channel_mean = total / count
-        squares = 0.0                  # second pass over the (cached) channel: no cancellation
-        for n in range(n_images):
-            for k in range(area):
-                centred = np.float64(x[n, c, k]) - channel_mean
-                squares += centred * centred
-        mean[c] = channel_mean
-        variance[c] = squares / count
-    return mean, variance
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        first = np.float64(x[n, c, 0])
+        total, squares = 0.0, 0.0
+        for k in range(area):
+            shifted = np.float64(x[n, c, k]) - first
+            total += shifted
+            squares += shifted * shifted
+        row_mean[n, c] = first + total / area
+        row_squares[n, c] = max(squares - total * total / area, 0.0)
+    return row_mean, row_squares
 
 
 def batch_norm_statistics(x):
-    """Per-channel mean and biased variance, two float64 passes over each (cached) channel."""
+    """Per-channel mean and biased variance: one read of x, the rows combined in float64."""
     rows = _channels(x)
-    mean, variance = np.empty(rows.shape[1]), np.empty(rows.shape[1])
-    batch_norm_statistics_loop(rows, mean, variance)
-    return mean.astype(x.dtype), variance.astype(x.dtype)
+    n_images, channels, area = rows.shape
+    row_mean, row_squares = np.empty((n_images, channels)), np.empty((n_images, channels))
+    batch_norm_row_moments_loop(rows, row_mean, row_squares)
+    mean = row_mean.mean(axis=0)
+    squares = row_squares.sum(axis=0) + area * ((row_mean - mean) ** 2).sum(axis=0)
+    return mean.astype(x.dtype), (squares / (n_images * area)).astype(x.dtype)
 
 
 @serial_and_parallel
-def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, y, normalized):
-    """Same operations in the same order as the reference, no fused multiply-add: exact."""
+def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y, normalized):
+    """x̂ and y = x̂·γ + β (clipped at 0 as it is stored when ``relu``), the reference's
+    operations in its order, no fused multiply-add: exact."""
     n_images, channels, area = x.shape
-    for c in prange(channels):
-        for n in range(n_images):
-            for k in range(area):
-                value = (x[n, c, k] - mean[c]) * inverse_std[c]
-                normalized[n, c, k] = value
-                y[n, c, k] = value * weight[c] + bias[c]
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        shift, factor, gamma, beta = mean[c], inverse_std[c], weight[c], bias[c]
+        for k in range(area):
+            value = (x[n, c, k] - shift) * factor
+            normalized[n, c, k] = value
+            pre_activation = value * gamma + beta
+            # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
+            y[n, c, k] = zero if relu and pre_activation < zero else pre_activation
     return y, normalized
+
+
+def _normalize(x, mean, inverse_std, weight, bias, relu):
+    rows = _channels(x)
+    y, normalized = np.empty_like(rows), np.empty_like(rows)
+    batch_norm_normalize_loop(rows, *_vectors(rows.dtype, mean, inverse_std, weight, bias),
+                              relu, rows.dtype.type(0), y, normalized)
+    return y.reshape(x.shape), normalized.reshape(x.shape)
 
 
 def batch_norm_normalize(x, mean, inverse_std, weight, bias):
     """``(y, normalized)`` in one pass: read x, write both."""
-    rows = _channels(x)
-    dtype = rows.dtype
-    y, normalized = np.empty_like(rows), np.empty_like(rows)
-    batch_norm_normalize_loop(rows, *(np.ascontiguousarray(v, dtype=dtype)
-                                           for v in (mean, inverse_std, weight, bias)),
-                                   y, normalized)
-    return y.reshape(x.shape), normalized.reshape(x.shape)
+    return _normalize(x, mean, inverse_std, weight, bias, False)
 
 
 @serial_and_parallel(fastmath=REDUCTION_FLAGS)
-def batch_norm_backward_sums_loop(dy, normalized, sum_dy, sum_dy_normalized):
+def batch_norm_row_sums_loop(dy, normalized, row_sum_dy, row_sum_dy_normalized):
+    """Per (n, c) row: Σ dy and Σ dy·x̂ in one float64 loop."""
     n_images, channels, area = dy.shape
-    for c in prange(channels):
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
         total, total_product = 0.0, 0.0
-        for n in range(n_images):
-            total += row_sum(dy[n, c])
-            total_product += row_dot(dy[n, c], normalized[n, c])
-        sum_dy[c] = total
-        sum_dy_normalized[c] = total_product
-    return sum_dy, sum_dy_normalized
+        for k in range(area):
+            gradient = np.float64(dy[n, c, k])
+            total += gradient
+            total_product += gradient * np.float64(normalized[n, c, k])
+        row_sum_dy[n, c] = total
+        row_sum_dy_normalized[n, c] = total_product
+    return row_sum_dy, row_sum_dy_normalized
+
+
+def _channel_sums(loop, dy_rows, *rest):
+    """Run a row-sums loop, then add its (N, C) float64 partials over the batch."""
+    partials = np.empty((2,) + dy_rows.shape[:2])
+    loop(dy_rows, *rest, partials[0], partials[1])
+    sums = partials.sum(axis=1)
+    return sums[0].astype(dy_rows.dtype), sums[1].astype(dy_rows.dtype)
 
 
 def batch_norm_backward_sums(dy, normalized):
     """``(Σ dy, Σ dy·x̂)`` per channel in one pass, float64 accumulation."""
-    dy_rows, normalized_rows = _channels(dy), _channels(normalized)
-    sum_dy, sum_dy_normalized = np.empty(dy_rows.shape[1]), np.empty(dy_rows.shape[1])
-    batch_norm_backward_sums_loop(dy_rows, normalized_rows, sum_dy, sum_dy_normalized)
-    return sum_dy.astype(dy.dtype), sum_dy_normalized.astype(dy.dtype)
+    return _channel_sums(batch_norm_row_sums_loop, _channels(dy), _channels(normalized))
 
 
 @serial_and_parallel
 def batch_norm_backward_dx_loop(dy, normalized, coefficient, count, sum_dy,
-                                     sum_dy_normalized, dx):
+                                sum_dy_normalized, dx):
     """dx = coefficient_c · ((M·dy − Σdy) − x̂·Σdy·x̂), the reference's order, no FMA: exact."""
     n_images, channels, area = dy.shape
-    for c in prange(channels):
-        for n in range(n_images):
-            for k in range(area):
-                dx[n, c, k] = coefficient[c] * ((count * dy[n, c, k] - sum_dy[c])
-                                                - normalized[n, c, k] * sum_dy_normalized[c])
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        factor, shift, slope = coefficient[c], sum_dy[c], sum_dy_normalized[c]
+        for k in range(area):
+            dx[n, c, k] = factor * ((count * dy[n, c, k] - shift) - normalized[n, c, k] * slope)
     return dx
+
+
+def _dx_arguments(dy_rows, scale, sum_dy, sum_dy_normalized):
+    dtype = dy_rows.dtype
+    count = dy_rows.shape[0] * dy_rows.shape[2]
+    # scale/M per channel, computed as the reference does (in the map's dtype)
+    coefficient = np.ascontiguousarray(scale, dtype=dtype) / dtype.type(count)
+    return (coefficient, dtype.type(count)) + _vectors(dtype, sum_dy, sum_dy_normalized)
 
 
 def batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized):
     """Training-mode dx in one pass: read dy and x̂, write dx."""
-    dy_rows, normalized_rows = _channels(dy), _channels(normalized)
-    dtype = dy_rows.dtype
-    count = dy.shape[0] * dy.shape[2] * dy.shape[3]
-    # scale/M per channel, computed as the reference does (in the map's dtype)
-    coefficient = np.ascontiguousarray(scale, dtype=dtype) / dtype.type(count)
+    dy_rows = _channels(dy)
     dx = np.empty_like(dy_rows)
-    batch_norm_backward_dx_loop(dy_rows, normalized_rows, coefficient, dtype.type(count),
-                                     np.ascontiguousarray(sum_dy, dtype=dtype),
-                                     np.ascontiguousarray(sum_dy_normalized, dtype=dtype), dx)
+    batch_norm_backward_dx_loop(dy_rows, _channels(normalized),
+                                *_dx_arguments(dy_rows, scale, sum_dy, sum_dy_normalized), dx)
     return dx.reshape(dy.shape)
+
+
+# ============================================================================ BatchNorm2d + ReLU
+def batch_norm_relu_normalize(x, mean, inverse_std, weight, bias):
+    """``(max(y, 0), normalized)`` in one pass: read x, write both; no mask is stored."""
+    return _normalize(x, mean, inverse_std, weight, bias, True)
+
+
+@serial_and_parallel(fastmath=REDUCTION_FLAGS)
+def batch_norm_relu_row_sums_loop(dy, normalized, weight, bias, one, row_sum_dy,
+                                  row_sum_dy_normalized):
+    """Per row: Σ g and Σ g·x̂ with g = dy·1[x̂·γ + β > 0], the mask recomputed as the forward did."""
+    n_images, channels, area = dy.shape
+    zero = one - one
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        gamma, beta = weight[c], bias[c]
+        total, total_product = 0.0, 0.0
+        for k in range(area):
+            value = normalized[n, c, k]
+            mask = one if value * gamma + beta > zero else zero
+            gradient = np.float64(dy[n, c, k] * mask)
+            total += gradient
+            total_product += gradient * np.float64(value)
+        row_sum_dy[n, c] = total
+        row_sum_dy_normalized[n, c] = total_product
+    return row_sum_dy, row_sum_dy_normalized
+
+
+def batch_norm_relu_backward_sums(dy, normalized, weight, bias):
+    """``(Σ g, Σ g·x̂)`` per channel, g = dy·1[x̂·γ + β > 0]: one pass over dy and x̂."""
+    dy_rows = _channels(dy)
+    dtype = dy_rows.dtype
+    return _channel_sums(batch_norm_relu_row_sums_loop, dy_rows, _channels(normalized),
+                         *_vectors(dtype, weight, bias), dtype.type(1))
+
+
+@serial_and_parallel
+def batch_norm_relu_backward_dx_loop(dy, normalized, weight, bias, one, coefficient, count,
+                                     sum_dy, sum_dy_normalized, dx):
+    """dx of ``batch_norm_backward_dx`` with g = dy·1[x̂·γ + β > 0] in place of dy: exact."""
+    n_images, channels, area = dy.shape
+    zero = one - one
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        gamma, beta = weight[c], bias[c]
+        factor, shift, slope = coefficient[c], sum_dy[c], sum_dy_normalized[c]
+        for k in range(area):
+            value = normalized[n, c, k]
+            mask = one if value * gamma + beta > zero else zero
+            dx[n, c, k] = factor * ((count * (dy[n, c, k] * mask) - shift) - value * slope)
+    return dx
+
+
+def batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, sum_dy, sum_dy_normalized):
+    """Training-mode dx through the ReLU and the batch norm in one pass: read dy and x̂, write dx."""
+    dy_rows = _channels(dy)
+    dtype = dy_rows.dtype
+    dx = np.empty_like(dy_rows)
+    batch_norm_relu_backward_dx_loop(dy_rows, _channels(normalized),
+                                     *_vectors(dtype, weight, bias), dtype.type(1),
+                                     *_dx_arguments(dy_rows, scale, sum_dy, sum_dy_normalized),
+                                     dx)
+    return dx.reshape(dy.shape)
+
+
+# ============================================================================ evaluation mode
+@serial_and_parallel
+def batch_norm_affine_loop(x, scale, shift, relu, zero, y):
+    """y = a_c·x + b_c, clipped at 0 when ``relu``; the reference's operations, no FMA: exact."""
+    n_images, channels, area = x.shape
+    for r in prange(n_images * channels):
+        n, c = r // channels, r % channels
+        factor, offset = scale[c], shift[c]
+        if relu:
+            for k in range(area):
+                value = x[n, c, k] * factor + offset
+                y[n, c, k] = zero if value < zero else value
+        else:
+            for k in range(area):
+                y[n, c, k] = x[n, c, k] * factor + offset
+    return y
+
+
+def _affine(x, scale, shift, relu):
+    rows = _channels(x)
+    y = np.empty_like(rows)
+    batch_norm_affine_loop(rows, *_vectors(rows.dtype, scale, shift), relu, rows.dtype.type(0), y)
+    return y.reshape(x.shape)
+
+
+def batch_norm_affine(x, scale, shift):
+    """Evaluation-mode y = a_c·x + b_c in one pass: read x, write y (no x̂ is written)."""
+    return _affine(x, scale, shift, False)
+
+
+def batch_norm_affine_relu(x, scale, shift):
+    """Evaluation-mode max(a_c·x + b_c, 0) in one pass: read x, write y."""
+    return _affine(x, scale, shift, True)

@@ -32,3 +32,39 @@ def batch_norm_backward_dx(dy, normalized, scale, sum_dy, sum_dy_normalized):
     count = dy.shape[0] * dy.shape[2] * dy.shape[3]
     return (_per_channel(scale) / dy.dtype.type(count)
             * (count * dy - _per_channel(sum_dy) - normalized * _per_channel(sum_dy_normalized)))
+
+
+# BatchNorm2d followed by ReLU (ResNet's BN1 → ReLU): the plain composition of the two.
+# ReLU's mask 1[x̂·γ + β > 0] is recomputed from x̂, so the forward keeps no mask.
+def _relu_mask(normalized, weight, bias):
+    return normalized * _per_channel(weight) + _per_channel(bias) > 0
+
+
+def batch_norm_relu_normalize(x, mean, inverse_std, weight, bias):
+    """``(max(y, 0), normalized)`` with ``y, normalized = batch_norm_normalize(...)``."""
+    y, normalized = batch_norm_normalize(x, mean, inverse_std, weight, bias)
+    return np.maximum(y, y.dtype.type(0)), normalized
+
+
+def batch_norm_relu_backward_sums(dy, normalized, weight, bias):
+    """``batch_norm_backward_sums(g, normalized)`` of g = dy·1[x̂·γ + β > 0], ReLU's backward."""
+    return batch_norm_backward_sums(dy * _relu_mask(normalized, weight, bias), normalized)
+
+
+def batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, sum_dy, sum_dy_normalized):
+    """``batch_norm_backward_dx(g, ...)`` of g = dy·1[x̂·γ + β > 0] (sums from the line above)."""
+    return batch_norm_backward_dx(dy * _relu_mask(normalized, weight, bias), normalized, scale,
+                                  sum_dy, sum_dy_normalized)
+
+
+# Evaluation mode: μ and σ² are the running constants, so BN is a per-channel affine map,
+# y = a_c·x + b_c with a = γ/sqrt(σ² + eps) and b = β − μ·a (what folding BN into the
+# preceding convolution computes); one pass that writes y and nothing else.
+def batch_norm_affine(x, scale, shift):
+    """y = scale_c · x + shift_c, x (N, C, H, W), scale and shift (C,)."""
+    return x * _per_channel(scale) + _per_channel(shift)
+
+
+def batch_norm_affine_relu(x, scale, shift):
+    """max(scale_c · x + shift_c, 0): ``batch_norm_affine`` then ReLU."""
+    return np.maximum(batch_norm_affine(x, scale, shift), x.dtype.type(0))
