@@ -12,9 +12,13 @@ CPU seconds with OpenBLAS's default two threads and 0.18 with one. No test
 relies on BLAS's thread count; the one that checks the convolution's thread
 handling sets the count it needs itself.
 
-``python scripts/suite_cost.py`` reports each test file's CPU time and peak memory.
+Under ``-n 2 --dist loadgroup`` (the README's command) each test file runs
+whole on one worker, the memory-heavy files all on the same one, and the
+longest units first (``pytest_xdist_make_scheduler`` below).
+
+``python scripts/suite_cost.py`` reports each test file's CPU time and peak
+memory, and the whole run's; docs/testing.md has the budget and the numbers.
 """
-import copy
 import os
 
 import pytest
@@ -53,42 +57,59 @@ def pytest_sessionstart(session):
     subprocess.run([sys.executable, "-c", warm], check=True)   # its memory goes when it ends
 
 
-@pytest.fixture(scope="module")
-def synthetic_data_made_once():
-    """``load_dataset("synthetic:SEED")`` makes each seed's 10 000 images once in this module.
+# Files whose peak memory is large (ImageNet-size models, pools of training processes, the
+# tutorials' runs): under pytest-xdist one worker runs them one after another, in this order,
+# so two such peaks never add up, and the largest (SENet-154's 460 MB of weights, held twice
+# by test_models_zoo.py) comes first, while that worker holds least.
+MEMORY_HEAVY_FILES = ("test_models_zoo.py", "test_counting.py", "test_tutorials.py",
+                      "test_ablate.py", "test_cli_train.py")
+MEMORY_HEAVY = "memory-heavy files"
 
-    Making them costs 3 CPU seconds, and a test of the CLI or of the ablation
-    runner loads them for every command it runs. Each caller gets its own copy,
-    so what one run does to its data cannot reach the next. For tests of what
-    uses the data, not of the generator (that is ``test_data_synthetic.py``);
-    runs in other processes (pool workers) still make their own.
-    """
-    from se_numpy.data import registry
-    made = {}
-    original = registry.make_synthetic
-
-    def made_once(seed=0):
-        if seed not in made:
-            made[seed] = original(seed)
-        return copy.deepcopy(made[seed])
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(registry, "make_synthetic", made_once)
-    yield
-    patch.undo()
-
-
-# Files whose peak memory is large (ImageNet-size models, pools of training processes): under
-# pytest-xdist one worker runs them one after another, so two such peaks never add up.
-MEMORY_HEAVY_FILES = {"test_models_zoo.py", "test_counting.py", "test_ablate.py",
-                      "test_cli_train.py"}
+# The files that take longest (``python scripts/suite_cost.py``), longest first. A worker
+# that starts a long file last keeps the run going while the other idles; starting them
+# first leaves the many short files to fill in at the end. The rest follow, most tests first.
+LONG_FIRST = (MEMORY_HEAVY, "test_blocks.py", "test_kernels_cuda.py", "test_gradcheck_network.py",
+              "test_tutorial_notebooks.py", "test_models.py")
 
 
 def pytest_collection_modifyitems(config, items):
-    """Under ``--dist loadgroup``: each file on one worker, the memory-heavy ones together."""
-    if not config.pluginmanager.hasplugin("xdist"):
-        return
-    for item in items:
+    """The memory-heavy files in ``MEMORY_HEAVY_FILES`` order, each file's tests in its own."""
+    def rank(item):
         name = item.path.name
-        item.add_marker(pytest.mark.xdist_group(
-            "memory-heavy files" if name in MEMORY_HEAVY_FILES else str(item.path)))
+        return MEMORY_HEAVY_FILES.index(name) if name in MEMORY_HEAVY_FILES else -1
+    items.sort(key=rank)          # stable: the other files, and the tests in a file, keep order
+
+
+def work_unit(nodeid):
+    """The unit one worker runs whole: the test's file, or the group of memory-heavy files."""
+    file_name = nodeid.split("::", 1)[0].rsplit("/", 1)[-1]
+    return MEMORY_HEAVY if file_name in MEMORY_HEAVY_FILES else nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(optionalhook=True)       # a hook of pytest-xdist: unknown to pytest without it
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``-n N --dist loadgroup``: whole files per worker, memory-heavy ones together.
+
+    pytest-xdist's own ``loadgroup`` reads ``xdist_group`` marks by renaming each
+    test, which pytest 9.2 no longer lets it do (the tests of one file then spread
+    over both workers, and two memory peaks coincide). Its file scheduler with
+    this grouping and order needs no marks.
+    """
+    if config.getoption("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class FilesLongestFirst(LoadScopeScheduling):
+        def _split_scope(self, nodeid):
+            return work_unit(nodeid)
+
+        def _assign_work_unit(self, node):
+            """Hand out the longest unit left (LONG_FIRST, then by number of tests)."""
+            def rank(unit):
+                name = unit.rsplit("/", 1)[-1]
+                return (LONG_FIRST.index(name) if name in LONG_FIRST else len(LONG_FIRST),
+                        -len(self.workqueue[unit]))
+            self.workqueue.move_to_end(min(self.workqueue, key=rank), last=False)
+            super()._assign_work_unit(node)
+
+    return FilesLongestFirst(config, log)

@@ -17,7 +17,6 @@ from se_numpy.ablate.runs import RunSpec, build_trainer, execute_run, limit_thre
 from se_numpy.ablate.tables import TABLE_NAMES
 from se_numpy.cli import main
 
-pytestmark = pytest.mark.usefixtures("synthetic_data_made_once")
 
 TINY = dict(train_limit=64, test_limit=64, epochs=1)
 

@@ -8,7 +8,6 @@ import pytest
 from se_numpy.train.checkpoint import load_checkpoint
 from se_numpy.train.cli import add_commands
 
-pytestmark = pytest.mark.usefixtures("synthetic_data_made_once")
 
 TINY = ["--data", "synthetic:2", "--train-limit", "64", "--test-limit", "32", "--batch-size", "32",
         "--backend", "numpy", "--quiet"]

@@ -37,6 +37,7 @@ _built = {}
 def release_built_models():
     yield
     _built.clear()
+    release_memory()        # else the worker keeps the last model's 190 MB for the next file
 
 
 def build(name, **options):

@@ -19,6 +19,50 @@ def test_synthetic_is_deterministic_and_seed_dependent():
     assert first.num_classes == 10 and set(np.unique(first.train_labels)) == set(range(10))
 
 
+def digest(dataset):
+    """SHA-256 of both splits' images and labels, shapes and dtypes included."""
+    import hashlib
+    h = hashlib.sha256()
+    for array in (dataset.train_images, dataset.train_labels, dataset.test_images,
+                  dataset.test_labels):
+        h.update(str(array.shape).encode())
+        h.update(str(array.dtype).encode())
+        h.update(np.ascontiguousarray(array).tobytes())
+    return h.hexdigest()
+
+
+# Digests of the generator's output as it was when limits made every image and then
+# dropped most (make_synthetic(...).subset(...)): the images must never change.
+SEED_0_FIRST_500_AND_200 = "6cbea3c399e9afe307345d536f994546b891f925eee22d5f68594d841d062c16"
+SEED_7_HALF_DISTRACTORS = SyntheticConfig(train_size=1100, test_size=300,
+                                          distractor_probability=0.5)
+SEED_7_WHOLE = "b23076b5a86556464ed597923cdbe0c6d398e946b79b1b79b162a3e9b976b0b6"
+SEED_7_FIRST_700_AND_3 = "17af89dd77cc1bb080cd09454b35a6bfe80f13e7cea79eb1cbf109dd0f53edbb"
+
+
+def test_limits_make_only_the_first_images_bit_for_bit():
+    # 500 and 700 images span two chunks of generate_split's IMAGES_PER_CHUNK (512)
+    assert digest(make_synthetic(0, train_limit=500, test_limit=200)) == SEED_0_FIRST_500_AND_200
+    whole = make_synthetic(7, SEED_7_HALF_DISTRACTORS)
+    assert digest(whole) == SEED_7_WHOLE
+    first = make_synthetic(7, SEED_7_HALF_DISTRACTORS, train_limit=700, test_limit=3)
+    assert digest(first) == SEED_7_FIRST_700_AND_3
+    assert digest(first) == digest(whole.subset(700, 3))
+    assert make_synthetic(7, SEED_7_HALF_DISTRACTORS, train_limit=5000).train_images.shape[0] \
+        == 1100                                                 # a limit past the end keeps all
+
+
+def test_load_dataset_passes_the_limits_to_the_generator():
+    from se_numpy.data import load_dataset
+    data = load_dataset("synthetic:3", train_limit=6, test_limit=0)
+    assert data.train_images.shape == (6, 3, 32, 32) and data.test_images.shape == (0, 3, 32, 32)
+    np.testing.assert_array_equal(data.train_images,
+                                  make_synthetic(3, train_limit=7).train_images[:6])
+    for bad in (-1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="train_limit: expected None or an int >= 0"):
+            make_synthetic(0, SMALL, train_limit=bad)
+
+
 def _signal_channels(seed, count):
     """Replay generate_split's draws to learn the hidden signal channel of each image.
 

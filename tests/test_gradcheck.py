@@ -455,6 +455,26 @@ class Centering(Module):
         return dy - dy.mean(axis=0) if self.training else dy
 
 
+class Halving(Module):
+    """y = g·x, where the buffer g halves in place at every training forward (as batch
+    norm updates its running statistics): a function of x alone only if every
+    evaluation starts from the same g."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("gain", np.ones(()))
+
+    def forward(self, x):
+        self._cache = self.gain.copy()
+        y = self.gain * x
+        if self.training:
+            self.gain[...] = 0.5 * self.gain
+        return y
+
+    def backward(self, dy):
+        return _require_cache(self) * dy
+
+
 def test_check_module_passes_a_correct_layer():
     report = check_module(Affine(), random((5, 4)), elementwise=True)
     assert report.passed, report
@@ -496,6 +516,12 @@ def test_check_module_resets_buffers_between_evaluations():
     assert report.passed, report
     assert not np.any(module.running_mean)          # the caller's buffer is untouched
     assert check_module(module, random((4, 3)), mode="eval").passed
+    # a forward that reads the buffer it updates: without the reset, each evaluation
+    # of the central differences would see another gain
+    halving = Halving()
+    report = check_module(halving, random((4, 3)), elementwise=True)
+    assert report.passed, report
+    assert halving.gain == 1.0
 
 
 @given(x=float_arrays((3, 4)))

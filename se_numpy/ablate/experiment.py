@@ -84,7 +84,7 @@ def plan_ablation(table_names, model, seeds, budget, data="synthetic", dataset=N
                          f"{', '.join(TABLE_NAMES)} or all")
     if dataset is None:
         from ..data.registry import load_dataset
-        dataset = load_dataset(data)
+        dataset = load_dataset(data, train_limit=1, test_limit=1)   # its shape and classes
     plain_model_name(model)
     all_tables = make_tables(model)
     tables = {name: all_tables[name] for name in table_names}

@@ -118,10 +118,10 @@ def limit_threads():
 
 
 @lru_cache(maxsize=2)
-def _dataset(spec):
+def _dataset(spec, train_limit=None, test_limit=None):
     from ..data.registry import load_dataset
     try:
-        return load_dataset(spec)
+        return load_dataset(spec, train_limit, test_limit)
     except (OSError, ValueError) as error:
         raise RuntimeError(
             f"data {spec!r} is not readable on {socket.gethostname()}: {error}. A data set on "
@@ -138,7 +138,7 @@ def build_trainer(spec, run_dir, quiet=True):
     from ..train import TrainConfig, Trainer
 
     config = TrainConfig.from_dict(spec.train)
-    dataset = _dataset(config.data)
+    dataset = _dataset(config.data, config.train_limit, config.test_limit)
     trainer = Trainer(config, run_dir, quiet=quiet, dataset=dataset)
     trainer.model = models.create(spec.model, in_channels=dataset.image_shape[0],
                                   num_classes=dataset.num_classes,

@@ -21,8 +21,12 @@ _LOADERS = {"cifar10": load_cifar10, "cifar100": load_cifar100,
 DATASET_NAMES = ("synthetic",) + tuple(_LOADERS)
 
 
-def load_dataset(spec):
-    """Parse ``spec`` (``NAME`` or ``NAME:ARGUMENT``) and return an ``ImageDataset``."""
+def load_dataset(spec, train_limit=None, test_limit=None):
+    """Parse ``spec`` (``NAME`` or ``NAME:ARGUMENT``) and return an ``ImageDataset``.
+
+    ``train_limit`` / ``test_limit`` keep the first images of each split, as
+    ``ImageDataset.subset`` does; the synthetic set then makes only those.
+    """
     if not isinstance(spec, str) or not spec:
         raise ValueError(f"data: expected a string like 'synthetic' or 'cifar10:DIR', got {spec!r}")
     name, _, argument = spec.partition(":")
@@ -32,11 +36,14 @@ def load_dataset(spec):
             seed = int(argument) if argument else 0
         except ValueError:
             raise ValueError(f"data {spec!r}: 'synthetic:SEED' needs an integer seed") from None
-        return make_synthetic(seed)
+        return make_synthetic(seed, train_limit=train_limit, test_limit=test_limit)
     if name not in _LOADERS:
         raise ValueError(f"data {spec!r}: unknown data set {name!r}, expected one of "
                          f"{', '.join(DATASET_NAMES)}")
     if not argument:
         raise ValueError(f"data {spec!r}: {name} needs a directory, e.g. '{name}:/data/{name}'")
     # the shell expands ~ only at the start of a word, never after "cifar10:"
-    return _LOADERS[name](os.path.expanduser(os.path.expandvars(argument)))
+    dataset = _LOADERS[name](os.path.expanduser(os.path.expandvars(argument)))
+    if train_limit is not None or test_limit is not None:
+        dataset = dataset.subset(train_limit, test_limit)
+    return dataset

@@ -77,28 +77,44 @@ def _grating(class_index, phase, contrast):
 
 
 def _illumination(rng, count, amplitude_range):
-    """Zero-mean low-frequency light fields: (count, 32, 32).
+    """Zero-mean low-frequency light fields: the draws for ``count`` images and a maker.
 
     cos(2π (u j + v i) / 32 + φ) with integer (u, v) ≠ (0, 0) has a whole number
     of periods across the image, so its mean over all 32 x 32 pixels is exactly 0:
-    only a *global* average removes it.
+    only a *global* average removes it. Returns ``fields(rows)``, which makes the
+    (len(rows), 32, 32) fields of the images ``rows`` (a slice).
     """
     directions = np.array([(1, 0), (0, 1), (1, 1), (1, -1)])
     u, v = directions[rng.integers(0, len(directions), count)].T
     phase = rng.uniform(0, 2 * np.pi, count)
     amplitude = rng.uniform(*amplitude_range, count)
     rows, columns = np.mgrid[0:IMAGE_SIZE, 0:IMAGE_SIZE].astype(np.float64)
-    angle = 2 * np.pi * (u[:, None, None] * columns + v[:, None, None] * rows) / IMAGE_SIZE
-    return amplitude[:, None, None] * np.cos(angle + phase[:, None, None])
+
+    def fields(images):
+        angle = (2 * np.pi * (u[images, None, None] * columns + v[images, None, None] * rows)
+                 / IMAGE_SIZE)
+        return amplitude[images, None, None] * np.cos(angle + phase[images, None, None])
+    return fields
 
 
-def generate_split(count, rng, config=SyntheticConfig()):
-    """``count`` images and labels: uint8 (count, 3, 32, 32), int64 (count,)."""
+IMAGES_PER_CHUNK = 512      # pixels are made in float64 this many images at a time (6 MB)
+
+
+def generate_split(count, rng, config=SyntheticConfig(), keep=None):
+    """``count`` images and labels: uint8 (count, 3, 32, 32), int64 (count,).
+
+    ``keep``: make only the first ``keep`` images (and labels). Every random
+    number of every image is still drawn, in the same order, so those images
+    are bit for bit the first ``keep`` of the whole split; only their pixels are
+    computed. The pixel noise is the last draw and image i's noise is the i-th
+    block of it, so it is drawn chunk by chunk for the kept images only.
+    """
     num_classes = len(CLASS_NAMES)
+    keep = count if keep is None else min(int(keep), count)
     labels = rng.integers(0, num_classes, count)
     signal_channel = rng.integers(0, CHANNELS, count)
     contrast = rng.uniform(*config.contrast_range, count)
-    images = np.full((count, CHANNELS, IMAGE_SIZE, IMAGE_SIZE), config.background)
+    channels = []            # per channel: (is_signal, texture_class, texture_on, phase, light)
     for channel in range(CHANNELS):
         is_signal = signal_channel == channel
         # a distractor is another class's texture: add 1..9 to the label modulo 10
@@ -107,25 +123,41 @@ def generate_split(count, rng, config=SyntheticConfig()):
         texture_class = np.where(is_signal, labels, distractor_class)
         texture_on = is_signal | has_distractor
         phase = rng.uniform(0, 2 * np.pi, count)
-        images[:, channel] += texture_on[:, None, None] * _grating(texture_class, phase, contrast)
-        images[:, channel] += is_signal[:, None, None] * config.cue_offset
-        images[:, channel] += _illumination(rng, count, config.illumination)
-    images += rng.normal(0.0, config.noise, images.shape)
-    images = np.clip(np.rint(images * 255.0), 0, 255).astype(np.uint8)
-    return images, labels.astype(np.int64)
+        light = _illumination(rng, count, config.illumination)
+        channels.append((is_signal, texture_class, texture_on, phase, light))
+    images = np.empty((keep, CHANNELS, IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    for start in range(0, keep, IMAGES_PER_CHUNK):
+        rows = slice(start, min(start + IMAGES_PER_CHUNK, keep))
+        pixels = np.full((rows.stop - start, CHANNELS, IMAGE_SIZE, IMAGE_SIZE), config.background)
+        for channel, (is_signal, texture_class, texture_on, phase, light) in enumerate(channels):
+            pixels[:, channel] += texture_on[rows, None, None] * _grating(
+                texture_class[rows], phase[rows], contrast[rows])
+            pixels[:, channel] += is_signal[rows, None, None] * config.cue_offset
+            pixels[:, channel] += light(rows)
+        pixels += rng.normal(0.0, config.noise, pixels.shape)
+        images[rows] = np.clip(np.rint(pixels * 255.0), 0, 255).astype(np.uint8)
+    return images, labels[:keep].astype(np.int64)
 
 
-def make_synthetic(seed=0, config=SyntheticConfig()):
+def make_synthetic(seed=0, config=SyntheticConfig(), train_limit=None, test_limit=None):
     """The embedded data set, generated deterministically from ``seed``.
 
     The train and test splits come from independent child generators of one
     ``np.random.SeedSequence(seed)``, so the test set does not change when
-    ``train_size`` does.
+    ``train_size`` does. ``train_limit`` / ``test_limit`` make only the first
+    images of a split, the same ones as ``make_synthetic(seed).subset(...)``
+    at a fraction of the time and memory.
     """
+    for name, limit in (("train_limit", train_limit), ("test_limit", test_limit)):
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer))
+                                  or limit < 0):
+            raise ValueError(f"{name}: expected None or an int >= 0, got {limit!r}")
     train_sequence, test_sequence = np.random.SeedSequence(seed).spawn(2)
     train_images, train_labels = generate_split(config.train_size,
-                                                np.random.default_rng(train_sequence), config)
+                                                np.random.default_rng(train_sequence), config,
+                                                keep=train_limit)
     test_images, test_labels = generate_split(config.test_size,
-                                              np.random.default_rng(test_sequence), config)
+                                              np.random.default_rng(test_sequence), config,
+                                              keep=test_limit)
     return ImageDataset("synthetic", train_images, train_labels, test_images, test_labels,
                         CLASS_NAMES)

@@ -89,7 +89,8 @@ class ModuleProblem:
         self.named = list(self.module.named_parameters())
         # buffers (e.g. BatchNorm running statistics) change in a training forward;
         # restoring them before every forward makes every evaluation see the same state
-        self.saved_state = self.module.state_dict()
+        self.saved_buffers = [(owner, name, np.array(getattr(owner, name)))
+                              for owner in self.module.modules() for name in owner._buffers]
         self.names = ["x"] + [name for name, _ in self.named]
         parameters = [p.data.copy() for _, p in self.caller_module.named_parameters()]
         self.caller_arrays = [x.copy()] + parameters
@@ -103,7 +104,8 @@ class ModuleProblem:
 
     def raw_forward(self, arrays):
         x, *parameter_values = arrays
-        self.module.load_state_dict(self.saved_state)
+        for owner, name, saved in self.saved_buffers:     # only the buffers: every parameter
+            object.__setattr__(owner, name, saved.copy())  # is overwritten just below
         for (_, parameter), value in zip(self.named, parameter_values):
             np.copyto(parameter.data, value)      # perturb p.data in place
         return self.module(x)

@@ -13,6 +13,7 @@ half-written file under the real name.
 """
 import os
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import numpy as np
 
@@ -45,20 +46,19 @@ def _check_suffix(path):
     return suffix
 
 
-def load_weights(path):
-    """{name: ndarray} from a ``.safetensors`` or ``.npz`` file, in the file's order.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
-    pickle, an unknown suffix or a file that is not what its suffix says.
-    """
+def _checked(path):
+    """The suffix of an existing weights file; the errors of ``load_weights`` otherwise."""
     suffix = _check_suffix(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such weights file")
+    return suffix
+
+
+@contextmanager
+def _readable(path, suffix):
+    """Turn what the readers raise on a damaged file into one clear ``ValueError``."""
     try:
-        if suffix == ".safetensors":
-            return _load_safetensors(os.fspath(path))
-        with np.load(path, allow_pickle=False) as archive:
-            return OrderedDict((name, archive[name]) for name in archive.files)
+        yield
     except (OSError, ValueError, EOFError) as error:       # includes zipfile.BadZipFile
         raise ValueError(f"{path}: not a readable {suffix} weights file ({error})") from None
     except Exception as error:                              # safetensors' own error type
@@ -67,26 +67,85 @@ def load_weights(path):
         raise
 
 
-KEYS_PER_OPENING = 64
+def load_weights(path):
+    """{name: ndarray} from a ``.safetensors`` or ``.npz`` file, in the file's order.
 
-
-def _load_safetensors(path):
-    """The arrays of a safetensors file, copied out of its memory map a few at a time.
-
-    ``load_file`` would hold the file's bytes and the arrays at once, and one
-    ``safe_open`` for the whole file keeps every page it has touched mapped
-    until it closes: either way a large model (SENet-154: 460 MB) would occupy
-    twice its size. Reopening the map every few arrays keeps only the arrays.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a
+    pickle, an unknown suffix or a file that is not what its suffix says.
     """
-    from safetensors import safe_open
-    with safe_open(path, framework="numpy") as stored:
-        names = list(stored.keys())
     arrays = OrderedDict()
-    for start in range(0, len(names), KEYS_PER_OPENING):
-        with safe_open(path, framework="numpy") as stored:
-            for name in names[start:start + KEYS_PER_OPENING]:
-                arrays[name] = stored.get_tensor(name)
+    for some in read_weights(path, stored_shapes(path)):
+        arrays.update(some)
     return arrays
+
+
+def stored_shapes(path):
+    """{name: shape} of a weights file, in the file's order, from its header alone.
+
+    Reads no array: a model can be checked against a file before any of its
+    (possibly hundreds of MB of) arrays is read. Errors as ``load_weights``.
+    """
+    suffix = _checked(path)
+    with _readable(path, suffix):
+        if suffix == ".safetensors":
+            from safetensors import safe_open
+            with safe_open(os.fspath(path), framework="numpy") as stored:
+                return OrderedDict((name, tuple(stored.get_slice(name).get_shape()))
+                                   for name in stored.keys())
+        with np.load(path, allow_pickle=False) as archive:
+            return OrderedDict((name, _npy_shape(archive.zip, name)) for name in archive.files)
+
+
+def _npy_shape(archive, name):
+    """The shape in the header of member ``name`` of an ``.npz`` zip, without its data."""
+    with archive.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, _, _ = read_header(member)
+    return tuple(shape)
+
+
+BYTES_PER_STEP = 16 * 2**20
+
+
+def read_weights(path, shapes, bytes_per_step=BYTES_PER_STEP):
+    """Yield the arrays of ``shapes`` ({name: shape}, as ``stored_shapes`` gives) a few at a time.
+
+    Each dict holds arrays of about ``bytes_per_step`` together (at least one,
+    counted at 8 bytes per element). A caller that puts each dict where it
+    belongs before asking for the next (``models.create(..., weights=)``)
+    holds only that much of the file at a time. For safetensors the file is
+    reopened at every step: ``load_file`` would hold the file's bytes and the
+    arrays at once, and one ``safe_open`` for the whole file keeps every page
+    it has touched mapped until it closes, so a large model (SENet-154:
+    460 MB) would occupy twice its size. Errors as ``load_weights``.
+    """
+    suffix = _checked(path)
+    for step in _steps(shapes, bytes_per_step):
+        with _readable(path, suffix):
+            if suffix == ".safetensors":
+                from safetensors import safe_open
+                with safe_open(os.fspath(path), framework="numpy") as stored:
+                    arrays = OrderedDict((name, stored.get_tensor(name)) for name in step)
+            else:
+                with np.load(path, allow_pickle=False) as archive:
+                    arrays = OrderedDict((name, archive[name]) for name in step)
+        yield arrays
+
+
+def _steps(shapes, bytes_per_step):
+    """The names of ``shapes`` in order, cut into runs of about ``bytes_per_step`` each."""
+    step, size = [], 0
+    for name, shape in shapes.items():
+        nbytes = 8 * int(np.prod(shape))
+        if step and size + nbytes > bytes_per_step:
+            yield step
+            step, size = [], 0
+        step.append(name)
+        size += nbytes
+    if step:
+        yield step
 
 
 def _check_state(state_dict):

@@ -1,4 +1,5 @@
 """Name -> builder table behind ``sn.models.create(name, **options)`` and ``names()``."""
+import numpy as np
 
 _BUILDERS = {}
 
@@ -57,10 +58,28 @@ def create(name, weights=None, pretrained=False, **options):
     builder, _ = _lookup(name)
     model = builder(**options)
     if weights is not None:
-        from ..io import load_weights
-        state = load_weights(weights)
-        try:
-            model.load_state_dict(state)
-        except ValueError as error:
-            raise ValueError(f"{weights}: does not fit {name}: {error}") from None
+        _load_weights_into(model, name, weights)
     return model
+
+
+def _load_weights_into(model, name, path):
+    """Load a weights file into ``model`` strictly, holding only a few of its arrays at a time.
+
+    ``model.load_state_dict(load_weights(path))`` would hold the model and the
+    whole file at once (SENet-154: 2 x 460 MB). Instead every name and shape of
+    the file is checked first by ``load_state_dict`` itself (its rules, its
+    errors) on stand-ins that hold no memory: zero-stride views of one zero of
+    each stored shape. A file that does not fit changes nothing; one that fits
+    leaves zeros in the model, which the real arrays then replace, read 16 MB at
+    a time (``io.read_weights``), so the peak is one model plus those few arrays.
+    """
+    from ..io.weights import read_weights, stored_shapes
+    shapes = stored_shapes(path)
+    stand_ins = {key: np.broadcast_to(np.zeros((), np.float32), shape)
+                 for key, shape in shapes.items()}
+    try:
+        model.load_state_dict(stand_ins)
+    except ValueError as error:
+        raise ValueError(f"{path}: does not fit {name}: {error}") from None
+    for arrays in read_weights(path, shapes):
+        model.load_state_dict(arrays, strict=False)

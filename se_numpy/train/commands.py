@@ -90,9 +90,8 @@ def run_evaluation(path, data=None, backend=None, batch_size=256):
         config.backend = backend
     use_backend(config.backend)
     data_spec = data or config.data
-    dataset = load_dataset(data_spec)
-    if data is None and config.test_limit is not None:
-        dataset = dataset.subset(None, config.test_limit)
+    dataset = load_dataset(data_spec, train_limit=None,
+                           test_limit=config.test_limit if data is None else None)
     model = build_model(config, dataset)
     try:
         model_state, _ = load_model_state(path, expected_state(model.state_dict()))

@@ -108,7 +108,8 @@ class Trainer:
         self.config, self.run_dir, self.quiet = config, run_dir, quiet
         self.log = (lambda message: None) if quiet else log
         use_backend(config.backend)
-        dataset = dataset if dataset is not None else load_dataset(config.data)
+        dataset = (dataset if dataset is not None       # only the images the limits keep are made
+                   else load_dataset(config.data, config.train_limit, config.test_limit))
         if config.train_limit is not None or config.test_limit is not None:
             dataset = dataset.subset(config.train_limit, config.test_limit)
         for split in ("train", "test"):

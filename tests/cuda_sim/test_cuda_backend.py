@@ -33,10 +33,14 @@ DTYPES = (np.float32, np.float64)
 EXAMPLES = 6 if ON_SIMULATOR else 25
 
 if ON_SIMULATOR:
-    # rows up to 11·11 = 121 > WARP_ROW_MAX_LENGTH (64): both layouts, odd sizes
-    shapes = st.tuples(st.integers(1, 3), st.integers(1, 5), st.integers(1, 11),
+    # Every simulated thread is a Python thread and the grid is 2 blocks
+    # (SIMULATOR_MAX_BLOCKS), so a launch costs about its number of rows N·C.
+    # Rows up to 11·11 = 121 > WARP_ROW_MAX_LENGTH (64): both layouts, odd sizes,
+    # lanes left idle; up to 2·3 = 6 rows: more than the 4 warp rows or the 2
+    # block rows of one pass of the grid, so the grid-stride loops run twice.
+    shapes = st.tuples(st.integers(1, 2), st.integers(1, 3), st.integers(1, 11),
                        st.integers(1, 11))
-    FIXED_SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (1, 2, 9, 9)]
+    FIXED_SHAPES = [(1, 1, 1, 1), (2, 3, 5, 7), (1, 3, 9, 9)]
 else:
     shapes = st.tuples(st.integers(1, 8), st.integers(1, 64), st.integers(1, 64),
                        st.integers(1, 64))
@@ -248,7 +252,9 @@ def test_scale_add_forward_matches_reference(dtype, shape, seed):
 
 
 # ============================================================================ launch rules
-@pytest.mark.parametrize("shape", [(2, 5, 3, 3), (1, 3, 9, 10)])   # warp rows, block rows
+# 5 warp rows, 3 block rows: more than one pass of a one-block grid (2 warp rows or
+# 1 block row per pass) and of the default grid (4 or 2), in both layouts
+@pytest.mark.parametrize("shape", [(1, 5, 3, 3), (1, 3, 9, 10)])
 @pytest.mark.parametrize("blocks", [1, 3])
 def test_results_do_not_depend_on_the_grid_size(shape, blocks):
     # A grid of one block must walk every row (grid-stride loops); a grid
