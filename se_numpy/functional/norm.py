@@ -158,9 +158,8 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
 
 def _batch_norm2d_one_region(train_forward, x, weight, bias, eps, relu):
     """Training mode through a backend's ``batch_norm_train_forward``: the same numbers."""
-    ones = np.ones(x.shape[1], x.dtype)
-    gamma = weight if weight is not None else ones
-    beta = bias if bias is not None else ones - ones
+    gamma = weight if weight is not None else np.ones(x.shape[1], x.dtype)
+    beta = bias if bias is not None else np.zeros(x.shape[1], x.dtype)
     mean, variance, inverse_std, y, normalized = train_forward(x, eps, gamma, beta, relu)
     cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, True, mean,
                              variance, relu, beta if relu else None)
