@@ -107,7 +107,8 @@ CONTRACT = (
     _row("batch_norm_affine_relu", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
     # a training step's batch norm, one call per direction: statistics, inverse_std =
     # 1/sqrt(σ² + eps) and normalize; backward sums and dx (with ReLU: the relu passes)
-    _row("batch_norm_train_forward", "norm", "core", "x:map eps:option weight:channel bias:channel",
+    _row("batch_norm_train_forward", "norm", "core",
+         "x:map eps:option weight:channel bias:channel",
          "mean:channel variance:channel inverse_std:channel y:map normalized:map"),
     _row("batch_norm_train_backward", "norm", "core",
          "dy:map normalized:map weight:channel inverse_std:channel",

@@ -290,9 +290,10 @@ def batch_norm_affine_relu(x, scale, shift):
 
 
 # ============================================================================ one region per direction
-# The contract's four training passes are four parallel regions per layer, and
+# The four single passes above, one after the other (the reference's
+# batch_norm_train_forward / _backward), are four parallel regions per layer, and
 # in a training step on a loaded machine each waits for its slowest thread.
-# These two functions do a direction's passes in one region, one job per
+# The rows below do a direction's passes in one region, one job per
 # channel: the channel's statistics (or backward sums), then its element-wise
 # pass while the channel (N·H·W numbers: 512 kB for a CIFAR map of batch 128)
 # is still in L2. Same arithmetic as the passes above, in the same order, so
