@@ -9,6 +9,7 @@ Files (each with the same name as the reference file it speeds up):
     unfold.py   the per-sample unfolding and folding loops under conv.py
     winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
     norm.py     the batch-norm passes, batch norm + ReLU fused, one region per direction
+    norm_channels.py  the per-channel loops under norm.py's one-region training rows
     residual.py the end of a residual unit: addition and ReLU in one pass
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)

@@ -43,10 +43,12 @@ Each loop exists serial and parallel (``rows.serial_and_parallel``): below
 costs more than a small map's pass.
 """
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, prange
 
 from ..numpy.norm import inverse_standard_deviation
 from . import rows as row_loops   # its PARALLEL_MIN_ELEMENTS, read at call time (tests change it)
+from .norm_channels import (batch_norm_channel_backward_loop, batch_norm_channel_forward_loop,
+                            normalize_row)
 from .rows import REDUCTION_FLAGS, serial_and_parallel
 
 
@@ -94,18 +96,6 @@ def batch_norm_statistics(x):
     return mean.astype(x.dtype), (squares / (n_images * area)).astype(x.dtype)
 
 
-@njit(cache=True)
-def _normalize_row(x, shift, factor, gamma, beta, relu, zero, y, normalized):
-    """One row's x̂ = (x − μ)·s and y = x̂·γ + β (clipped at 0 when ``relu``); the
-    per-channel numbers arrive as scalars, so the loop vectorises (module docstring)."""
-    for k in range(x.shape[0]):
-        value = (x[k] - shift) * factor
-        normalized[k] = value
-        pre_activation = value * gamma + beta
-        # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
-        y[k] = zero if relu and pre_activation < zero else pre_activation
-
-
 @serial_and_parallel
 def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y, normalized):
     """x̂ and y = x̂·γ + β (clipped at 0 as it is stored when ``relu``), the reference's
@@ -113,7 +103,7 @@ def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y,
     n_images, channels = x.shape[:2]
     for r in prange(n_images * channels):
         n, c = r // channels, r % channels
-        _normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
+        normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
                        y[n, c], normalized[n, c])
     return y, normalized
 
@@ -290,108 +280,10 @@ def batch_norm_affine_relu(x, scale, shift):
 
 
 # ============================================================================ one region per direction
-# The four single passes above, one after the other (the reference's
-# batch_norm_train_forward / _backward), are four parallel regions per layer, and
-# in a training step on a loaded machine each waits for its slowest thread.
-# The rows below do a direction's passes in one region, one job per
-# channel: the channel's statistics (or backward sums), then its element-wise
-# pass while the channel (N·H·W numbers: 512 kB for a CIFAR map of batch 128)
-# is still in L2. Same arithmetic as the passes above, in the same order, so
-# the same numbers bit for bit (tests/test_kernels_numba.py).
-
-@njit(fastmath=REDUCTION_FLAGS, cache=True)
-def _row_moments(row):
-    """(mean, Σ (x − mean)²) of one row: ``batch_norm_row_moments_loop``'s body."""
-    area = row.shape[0]
-    first = np.float64(row[0])
-    total, squares = 0.0, 0.0
-    for k in range(area):
-        shifted = np.float64(row[k]) - first
-        total += shifted
-        squares += shifted * shifted
-    return first + total / area, max(squares - total * total / area, 0.0)
-
-
-@njit(cache=True)
-def _combine_rows(row_mean, row_squares, area):
-    """μ and σ² of a channel from its rows, summed in n order as NumPy's ``sum(axis=0)`` does
-    (no re-association flag here: these sums must keep that order)."""
-    n_images = row_mean.shape[0]
-    total = 0.0
-    for n in range(n_images):
-        total += row_mean[n]
-    mean = total / n_images
-    squares, spread = 0.0, 0.0
-    for n in range(n_images):
-        squares += row_squares[n]
-    for n in range(n_images):
-        spread += (row_mean[n] - mean) ** 2
-    return mean, (squares + area * spread) / (n_images * area)
-
-
-@njit(fastmath=REDUCTION_FLAGS, cache=True)
-def _row_gradient_sums(dy, normalized, gamma, beta, relu, one):
-    """(Σ g, Σ g·x̂) of one row in float64, g = dy (·1[x̂·γ + β > 0] when ``relu``)."""
-    zero = one - one
-    total, total_product = 0.0, 0.0
-    for k in range(dy.shape[0]):
-        value = normalized[k]
-        gradient = dy[k]
-        if relu:
-            gradient = gradient * (one if value * gamma + beta > zero else zero)
-        total += np.float64(gradient)
-        total_product += np.float64(gradient) * np.float64(value)
-    return total, total_product
-
-
-@serial_and_parallel
-def batch_norm_channel_forward_loop(x, eps, weight, bias, relu, zero, mean, variance,
-                                    inverse_std, y, normalized):
-    """Per channel, one job: its statistics, 1/sqrt(σ² + eps), then x̂ and y (ReLU when ``relu``)."""
-    n_images, channels, area = x.shape
-    for c in prange(channels):
-        row_mean, row_squares = np.empty(n_images), np.empty(n_images)
-        for n in range(n_images):
-            row_mean[n], row_squares[n] = _row_moments(x[n, c])
-        mean[c], variance[c] = _combine_rows(row_mean, row_squares, area)
-        # as functional/norm.py computes it: from σ² in the map's dtype, in float64
-        inverse_std[c] = 1.0 / np.sqrt(np.float64(variance[c]) + eps)
-        for n in range(n_images):
-            _normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
-                           y[n, c], normalized[n, c])
-    return y, normalized
-
-
-@serial_and_parallel
-def batch_norm_channel_backward_loop(dy, normalized, weight, bias, inverse_std, relu, one,
-                                     count, sum_dy, sum_dy_normalized, dx):
-    """Per channel, one job: Σ g and Σ g·x̂ over its rows, then dx (``batch_norm_backward_dx``)."""
-    n_images, channels, area = dy.shape
-    zero = one - one
-    for c in prange(channels):
-        gamma, beta = weight[c], bias[c]
-        partials = np.empty((2, n_images))
-        for n in range(n_images):
-            partials[0, n], partials[1, n] = _row_gradient_sums(dy[n, c], normalized[n, c],
-                                                                gamma, beta, relu, one)
-        total, total_product = 0.0, 0.0
-        for n in range(n_images):
-            total += partials[0, n]
-        for n in range(n_images):
-            total_product += partials[1, n]
-        sum_dy[c] = total                      # stored in the map's dtype, and read back so
-        sum_dy_normalized[c] = total_product   # dx uses the very numbers the contract's dx gets
-        factor = gamma * inverse_std[c] / count   # (γ/s)/M in the map's dtype, as _dx_arguments
-        shift, slope = sum_dy[c], sum_dy_normalized[c]
-        for n in range(n_images):
-            for k in range(area):
-                value = normalized[n, c, k]
-                gradient = dy[n, c, k]
-                if relu:
-                    gradient = gradient * (one if value * gamma + beta > zero else zero)
-                dx[n, c, k] = factor * ((count * gradient - shift) - value * slope)
-    return dx
-
+# The four single passes above, one after the other (the reference's composition),
+# are four parallel regions per layer, and in a training step on a loaded machine
+# each waits for its slowest thread. The rows below run a direction's passes in one
+# region, one job per channel (the loops are in norm_channels.py).
 
 def _one_region_pays(size, channels):
     """Channel jobs for a map the parallel loops would take, with a channel for every thread.
