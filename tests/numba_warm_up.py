@@ -7,10 +7,11 @@ can end up naming the other's code. Compiling the kernels before the
 pytest-xdist workers exist leaves them loading the cache instead of racing to
 write it (and compiles each kernel once, not once per worker).
 
-Why two processes: a cold cache costs about 50 CPU seconds of compilation,
-and one process leaves the second core idle meanwhile. Two processes are
-safe when no jitted function is compiled by both, so the contract's rows are
-split by the jitted functions they can reach:
+Why two processes: a cold cache costs about 100 CPU seconds of compilation
+(every row in float32 and float64, on its serial and its parallel loop), and
+one process leaves the second core idle meanwhile. Two processes are safe
+when no jitted function is compiled by both, so the contract's rows are
+grouped by the jitted functions they can reach:
 
 * ``reachable(function)`` follows, from a row's Python function, every name
   its code (and its nested code) reads, through the globals of its module and
@@ -19,17 +20,22 @@ split by the jitted functions they can reach:
   functions a call can compile (a jitted callee is compiled, and cached, by
   its caller's compilation);
 * rows that can reach a common dispatcher are joined into one component
-  (``components``), and whole components are dealt to the processes
-  (``split``), so the processes' sets of reachable dispatchers are disjoint
-  by construction;
+  (``components``); a process compiles whole components only, so two
+  processes' sets of reachable dispatchers are disjoint by construction;
+* the processes take the components one at a time, the costliest first
+  (``compile_weight``), each claimed by creating a file exclusively
+  (``warm_up_claimed``): whichever process is free takes the next one, so
+  neither idles while the other still has several to compile;
 * each process then lists the dispatchers it actually wrote to the cache
   (``compiled_here``), and ``warm_up_in_processes`` raises if any was written
-  by both or lies outside its process's reachable set: that would mean the
-  analysis missed a path, and is reported rather than trusted.
+  by both or lies outside the reachable sets of the components it claimed:
+  that would mean the analysis missed a path, and is reported, not trusted.
 
-Its cost: the analysis itself reads code objects only (milliseconds); a row
-whose kernels share a helper with another row's lands in the same process,
-so the split is only as even as the components allow.
+Its cost: the analysis reads code objects only (milliseconds); a row whose
+kernels share a helper with another row's is compiled in the same process,
+so the balance is only as fine as the components (the largest, the channel
+pool and spatial gate rows, is about a sixth of the work). docs/testing.md
+has the measurements.
 """
 import collections
 import json
@@ -130,14 +136,22 @@ def compile_weight(dispatchers):
                for d in dispatchers.values())
 
 
+def ordered_components():
+    """The components as lists of row names, the costliest first (the order they are claimed)."""
+    groups = sorted(components(), key=lambda g: (-compile_weight(g[1]), g[0][0]))
+    return [names for names, _ in groups]
+
+
 def split(parts=2):
-    """Deal whole components to ``parts`` processes, the costliest first to the least
-    loaded: [(row names, {index path: dispatcher})], one per process, pairwise disjoint."""
+    """What a greedy deal of the components would give ``parts`` processes, the costliest
+    first to the least loaded: [(row names, {index path: dispatcher})], pairwise disjoint.
+    (The warm-up itself deals them at run time, ``warm_up_claimed``; this shows the idea.)"""
     shares = [([], {}) for _ in range(parts)]
-    for names, dispatchers in sorted(components(), key=lambda g: -compile_weight(g[1])):
+    reach = dict((tuple(names), dispatchers) for names, dispatchers in components())
+    for names in ordered_components():
         rows, owned = min(shares, key=lambda share: compile_weight(share[1]))
         rows.extend(names)
-        owned.update(dispatchers)
+        owned.update(reach[tuple(names)])
     return [share for share in shares if share[0]]
 
 
@@ -169,13 +183,29 @@ def warm_up_rows(rows, dtypes=DTYPES, shape=(1, 2, 4, 4)):
         row_loops.PARALLEL_MIN_ELEMENTS = saved
 
 
+def warm_up_claimed(groups, claims):
+    """Warm up every group of rows this process claims first: a group is claimed by
+    creating ``claims/<its index>`` exclusively (``O_EXCL``), so exactly one process
+    compiles it, and the processes share the groups out as they finish them."""
+    import os
+    mine = []
+    for index, rows in enumerate(groups):
+        try:
+            os.close(os.open(os.path.join(claims, str(index)), os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            continue                      # another process has it
+        warm_up_rows(rows)
+        mine.append(index)
+    return mine
+
+
 _CHILD = """
 import json, os, sys
 sys.path.insert(0, {tests!r})
 import numba_warm_up
-numba_warm_up.warm_up_rows({rows!r})
+mine = numba_warm_up.warm_up_claimed({groups!r}, {claims!r})
 times = os.times()
-print(json.dumps([times.user + times.system, sorted(numba_warm_up.compiled_here())]))
+print(json.dumps([times.user + times.system, mine, sorted(numba_warm_up.compiled_here())]))
 """
 
 
@@ -183,31 +213,40 @@ def warm_up_in_processes(parts=2):
     """Compile every contract row in ``parts`` processes at once (this one and parts − 1
     children), none sharing a jitted function: [(rows, compiled index paths, CPU s)].
 
-    Raises ``RuntimeError`` if a process compiled a dispatcher outside its reachable set
-    or one that another process compiled too (the analysis would then be unsound)."""
+    Raises ``RuntimeError`` if a process compiled a dispatcher outside the reachable sets
+    of the groups it claimed, or one that another process compiled too (the analysis
+    would then be unsound)."""
     import os
+    import tempfile
     tests = os.path.dirname(os.path.abspath(__file__))
-    shares = split(parts)
-    children = [subprocess.Popen([sys.executable, "-c", _CHILD.format(tests=tests, rows=rows)],
-                                 stdout=subprocess.PIPE, text=True) for rows, _ in shares[1:]]
-    warm_up_rows(shares[0][0])
-    times = os.times()
-    results = [(times.user + times.system, sorted(compiled_here()))]
-    for child, (rows, _) in zip(children, shares[1:]):
-        output, _ = child.communicate()
-        if child.returncode:
-            raise RuntimeError(f"warming up {rows} failed (exit {child.returncode})")
-        results.append(json.loads(output.strip().splitlines()[-1]))
-    for (rows, owned), (_, compiled) in zip(shares, results):
-        unforeseen = set(compiled) - set(owned)
+    reach = {tuple(names): dispatchers for names, dispatchers in components()}
+    groups = ordered_components()
+    with tempfile.TemporaryDirectory(prefix="numba-warm-up-") as claims:
+        code = _CHILD.format(tests=tests, groups=groups, claims=claims)
+        children = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE,
+                                     text=True) for _ in range(parts - 1)]
+        mine = warm_up_claimed(groups, claims)
+        times = os.times()
+        results = [(times.user + times.system, mine, sorted(compiled_here()))]
+        for child in children:
+            output, _ = child.communicate()
+            if child.returncode:
+                raise RuntimeError(f"a Numba warm-up process failed (exit {child.returncode})")
+            results.append(json.loads(output.strip().splitlines()[-1]))
+    report = []
+    for cpu, claimed, compiled in results:
+        rows = [row for index in claimed for row in groups[index]]
+        owned = set().union(*(reach[tuple(groups[index])] for index in claimed))
+        unforeseen = set(compiled) - owned
         if unforeseen:
             raise RuntimeError(f"warming up {rows} compiled {sorted(unforeseen)}, "
                                f"which tests/numba_warm_up.py did not find reachable")
-    counts = collections.Counter(path for _, compiled in results for path in compiled)
+        report.append((rows, compiled, cpu))
+    counts = collections.Counter(path for _, compiled, _ in report for path in compiled)
     shared = sorted(path for path, count in counts.items() if count > 1)
     if shared:
         raise RuntimeError(f"two warm-up processes both compiled {shared}")
-    return [(rows, compiled, cpu) for (rows, _), (cpu, compiled) in zip(shares, results)]
+    return report
 
 
 if __name__ == "__main__":
