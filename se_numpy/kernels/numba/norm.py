@@ -28,13 +28,15 @@ In memory order both cores stream, for 16 channels as for 2048.
   γ and β with the same operations, so the forward writes no mask and the ReLU
   costs no pass of its own in either direction.
 
-* One parallel region per direction (``batch_norm_train_forward`` and
-  ``_backward``, not contract rows; functional/norm.py uses them where the
-  backend has them): one job per channel does its statistics (backward: its
-  two sums) and then its element-wise pass, while the channel is in L2. The
-  four passes above are four parallel regions per layer, each waiting for its
-  slowest thread; in a training step on a shared machine that, not the bytes,
-  is what they cost. Same operations in the same order: the same numbers.
+* One parallel region per direction (``batch_norm_train_forward``,
+  ``batch_norm_train_backward`` and their ``relu`` twins, the rows
+  functional/norm.py calls in training mode): one job per channel does its
+  statistics (backward: its two sums) and then its element-wise pass, while
+  the channel is in L2. The passes above, one after the other (the numpy
+  reference's composition), are four parallel regions per layer, each waiting
+  for its slowest thread; in a training step on a shared machine that, not
+  the bytes, is what they cost. Same operations in the same order: the same
+  numbers.
 
 Each loop exists serial and parallel (``rows.serial_and_parallel``): below
 ``rows.PARALLEL_MIN_ELEMENTS`` one thread does it, because waking the pool
@@ -43,6 +45,7 @@ costs more than a small map's pass.
 import numpy as np
 from numba import get_num_threads, njit, prange
 
+from ..numpy.norm import inverse_standard_deviation
 from . import rows as row_loops   # its PARALLEL_MIN_ELEMENTS, read at call time (tests change it)
 from .rows import REDUCTION_FLAGS, serial_and_parallel
 
@@ -287,9 +290,10 @@ def batch_norm_affine_relu(x, scale, shift):
 
 
 # ============================================================================ one region per direction
-# The contract's four training passes are four parallel regions per layer, and
+# The four single passes above, one after the other (the reference's
+# batch_norm_train_forward / _backward), are four parallel regions per layer, and
 # in a training step on a loaded machine each waits for its slowest thread.
-# These two functions do a direction's passes in one region, one job per
+# The rows below do a direction's passes in one region, one job per
 # channel: the channel's statistics (or backward sums), then its element-wise
 # pass while the channel (N·H·W numbers: 512 kB for a CIFAR map of batch 128)
 # is still in L2. Same arithmetic as the passes above, in the same order, so
@@ -399,18 +403,15 @@ def _one_region_pays(size, channels):
     return size >= row_loops.PARALLEL_MIN_ELEMENTS and channels >= get_num_threads()
 
 
-def batch_norm_train_forward(x, eps, weight, bias, relu=False):
-    """Training-mode forward in one parallel region: ``(mean, variance, inverse_std, y,
-    normalized)``, the numbers of ``batch_norm_statistics``, then inverse_std =
-    1/sqrt(σ² + eps) as functional/norm.py computes it, then ``batch_norm_normalize``
-    (``batch_norm_relu_normalize`` when ``relu``). Where one region does not pay
-    (``_one_region_pays``), the contract's passes run instead."""
+def _train_forward(x, eps, weight, bias, relu):
+    """``(mean, variance, inverse_std, y, normalized)`` in one parallel region, or, where one
+    region does not pay (``_one_region_pays``), by the passes above: the same numbers."""
     x_rows = _channels(x)
     dtype, channels = x_rows.dtype, x_rows.shape[1]
     weight, bias = _vectors(dtype, weight, bias)
     if not _one_region_pays(x_rows.size, channels):
         mean, variance = batch_norm_statistics(x)
-        inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(dtype)
+        inverse_std = inverse_standard_deviation(variance, eps)
         y, normalized = _normalize(x, mean, inverse_std, weight, bias, relu)
         return mean, variance, inverse_std, y, normalized
     mean, variance, inverse_std = (np.empty(channels, dtype) for _ in range(3))
@@ -420,10 +421,8 @@ def batch_norm_train_forward(x, eps, weight, bias, relu=False):
     return mean, variance, inverse_std, y.reshape(x.shape), normalized.reshape(x.shape)
 
 
-def batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu=False):
-    """Training-mode backward in one parallel region: ``(sum_dy, sum_dy_normalized, dx)``,
-    the numbers of ``batch_norm_backward_sums`` and ``batch_norm_backward_dx`` with
-    scale = γ·inverse_std (their ``batch_norm_relu_*`` twins when ``relu``)."""
+def _train_backward(dy, normalized, weight, bias, inverse_std, relu):
+    """``(sum_dy, sum_dy_normalized, dx)`` in one parallel region, or by the passes above."""
     dy_rows, normalized_rows = _channels(dy), _channels(normalized)
     dtype, channels = dy_rows.dtype, dy_rows.shape[1]
     weight, bias, inverse_std = _vectors(dtype, weight, bias, inverse_std)
@@ -442,3 +441,26 @@ def batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu=Fa
     batch_norm_channel_backward_loop(dy_rows, normalized_rows, weight, bias, inverse_std, relu,
                                      dtype.type(1), dtype.type(count), sums[0], sums[1], dx)
     return sums[0], sums[1], dx.reshape(dy.shape)
+
+
+def batch_norm_train_forward(x, eps, weight, bias):
+    """Training-mode forward, one region: the numbers of ``batch_norm_statistics``, then
+    inverse_std = 1/sqrt(σ² + eps), then ``batch_norm_normalize``."""
+    return _train_forward(x, eps, weight, bias, False)
+
+
+def batch_norm_train_backward(dy, normalized, weight, inverse_std):
+    """Training-mode backward, one region: the numbers of ``batch_norm_backward_sums`` and
+    ``batch_norm_backward_dx`` with scale = γ·inverse_std."""
+    # β is read only by ReLU's mask: γ stands in for it (one compiled loop for both)
+    return _train_backward(dy, normalized, weight, weight, inverse_std, False)
+
+
+def batch_norm_relu_train_forward(x, eps, weight, bias):
+    """``batch_norm_train_forward`` with ReLU as y is stored (``batch_norm_relu_normalize``)."""
+    return _train_forward(x, eps, weight, bias, True)
+
+
+def batch_norm_relu_train_backward(dy, normalized, weight, bias, inverse_std):
+    """``batch_norm_train_backward`` through ReLU: the ``batch_norm_relu_backward_*`` numbers."""
+    return _train_backward(dy, normalized, weight, bias, inverse_std, True)
