@@ -12,9 +12,10 @@ CPU seconds with OpenBLAS's default two threads and 0.18 with one. No test
 relies on BLAS's thread count; the one that checks the convolution's thread
 handling sets the count it needs itself.
 
-Under ``-n 2 --dist loadgroup`` (the README's command) each test file runs
-whole on one worker, the memory-heavy files all on the same one, and the
-longest units first (``pytest_xdist_make_scheduler`` below).
+Under ``-n 2 --dist loadgroup`` (the README's command) the Numba kernels are
+compiled first, in two processes (``pytest_sessionstart`` below), then each
+test file runs whole on one worker, the memory-heavy files all on the same one,
+and the longest units first (``pytest_xdist_make_scheduler`` below).
 
 ``python scripts/suite_cost.py`` reports each test file's CPU time and peak
 memory, and the whole run's; docs/testing.md has the budget and the numbers.

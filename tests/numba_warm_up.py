@@ -7,7 +7,7 @@ can end up naming the other's code. Compiling the kernels before the
 pytest-xdist workers exist leaves them loading the cache instead of racing to
 write it (and compiles each kernel once, not once per worker).
 
-Why two processes: a cold cache costs about 100 CPU seconds of compilation
+Why two processes: a cold cache costs about 120 CPU seconds of compilation
 (every row in float32 and float64, on its serial and its parallel loop), and
 one process leaves the second core idle meanwhile. Two processes are safe
 when no jitted function is compiled by both, so the contract's rows are
@@ -33,9 +33,9 @@ grouped by the jitted functions they can reach:
 
 Its cost: the analysis reads code objects only (milliseconds); a row whose
 kernels share a helper with another row's is compiled in the same process,
-so the balance is only as fine as the components (the largest, the channel
-pool and spatial gate rows, is about a sixth of the work). docs/testing.md
-has the measurements.
+so the balance is only as fine as the components (the largest, batch norm's
+backward rows, is about an eighth of the weight). docs/testing.md has the
+measurements.
 """
 import collections
 import json
