@@ -12,8 +12,14 @@ rounding bounds; nothing is loosened here). Kinks are avoided by construction:
   CBAM's bias-free MLP, the same shift folded into the weights);
 * hard-sigmoid logits stay inside (-2.5, 2.5), away from its kinks at ±3.
 
-The finite-difference step is ~1e-5 (checker's ladder), far inside those margins.
-Each module also has a planted bug in its backward that the checker must catch.
+Every check takes central differences at the two steps 2h and h, h = ``STEP``
+= 6e-6 (test_blocks.py says why), instead of the checker's whole ladder: inputs
+lie in [-1, 1) and the weights are O(1) float64 values, where the ladder starts
+at about that step and settles on its first rungs. A step of 1.2e-5 moves a
+pre-activation or a gated value by far less than the margins above (0.05, and
+0.2·gap ≥ 1e-3 for the maxima). The tolerance is the checker's estimate from
+the two rungs, which a wrong gradient does not move. Each module also has a
+planted bug in its backward that the check, made the same way, must catch.
 """
 import numpy as np
 import pytest
@@ -28,6 +34,7 @@ from se_numpy.functional import effective_se as ese_functional
 from se_numpy.functional import scse as scse_functional
 from se_numpy.gradcheck import check_module, check_vjp
 from se_numpy.testing import distinct_nchw_arrays
+from test_blocks import STEP
 from test_se_gradients import MARGIN, bias_away_from_kink
 
 EXAMPLES = 8          # per property: every example is a full finite-difference check
@@ -73,7 +80,8 @@ def ese_parameters(x, rng):
 def test_effective_se_functional_gradient(x, seed):
     weight, bias = ese_parameters(x, np.random.default_rng(seed))
     f, vjp = vjp_pair(F.effective_se_forward, F.effective_se_backward)
-    report = check_vjp(f, vjp, (x, weight, bias), names=("x", "weight", "bias"), elementwise=True)
+    report = check_vjp(f, vjp, (x, weight, bias), names=("x", "weight", "bias"), elementwise=True,
+                       step=STEP)
     assert report.passed, report
 
 
@@ -82,7 +90,7 @@ def test_effective_se_functional_gradient(x, seed):
 def test_effective_se_module_gradient(x, seed):
     module = sn.nn.EffectiveSE(x.shape[1], rng=seed).astype(np.float64)
     module.fc.weight.data, module.fc.bias.data = ese_parameters(x, np.random.default_rng(seed))
-    report = check_module(module, x, elementwise=True)
+    report = check_module(module, x, elementwise=True, step=STEP)
     assert report.passed, report
     assert set(report.tensors) == {"x", "fc.weight", "fc.bias"}
 
@@ -91,13 +99,13 @@ def test_effective_se_planted_bug_missing_gate_derivative_is_caught(monkeypatch)
     x = np.random.default_rng(3).permutation(np.linspace(-1, 1, 2 * 4 * 9)).reshape(2, 4, 3, 3)
     module = sn.nn.EffectiveSE(4, rng=0).astype(np.float64)
     module.fc.weight.data, module.fc.bias.data = ese_parameters(x, np.random.default_rng(0))
-    assert check_module(module, x).passed
+    assert check_module(module, x, step=STEP).passed
 
     def without_gate_derivative(ds, cache):     # the bug: hsigmoid' (1/6) left out
         gate, fc_cache, _ = cache
         return F.linear_backward(ds, fc_cache)
     monkeypatch.setattr(ese_functional, "effective_se_excitation_backward", without_gate_derivative)
-    report = check_module(module, x)
+    report = check_module(module, x, step=STEP)
     assert not report.passed
     assert not report.tensors["fc.weight"]["passed"]
 
@@ -109,7 +117,7 @@ def test_effective_se_planted_bug_missing_gate_derivative_is_caught(monkeypatch)
 def test_eca_functional_gradient(x, k, seed):
     weight = np.random.default_rng(seed).normal(0, 1, k)
     report = check_vjp(*vjp_pair(F.eca_forward, F.eca_backward), (x, weight),
-                       names=("x", "weight"), elementwise=True)
+                       names=("x", "weight"), elementwise=True, step=STEP)
     assert report.passed, report
 
 
@@ -118,7 +126,7 @@ def test_eca_functional_gradient(x, k, seed):
 @settings(max_examples=EXAMPLES)
 def test_eca_module_gradient(x, seed):
     module = sn.nn.ECA(kernel_size=3, rng=seed).astype(np.float64)
-    report = check_module(module, x, elementwise=True)
+    report = check_module(module, x, elementwise=True, step=STEP)
     assert report.passed, report
     assert set(report.tensors) == {"x", "conv.weight"}
 
@@ -128,14 +136,14 @@ def test_eca_planted_bug_flipped_kernel_is_caught(monkeypatch):
     x = np.random.default_rng(4).permutation(np.linspace(-1, 1, 2 * 6 * 4)).reshape(2, 6, 2, 2)
     module = sn.nn.ECA(kernel_size=3, rng=0).astype(np.float64)
     module.conv.weight.data = np.array([[[0.9, -0.4, 0.2]]])
-    assert check_module(module, x).passed
+    assert check_module(module, x, step=STEP).passed
     correct = eca_functional.channel_conv1d_backward
 
     def flipped(da, cache):
         windows, weight = cache
         return correct(da, (windows, weight[::-1]))
     monkeypatch.setattr(eca_functional, "channel_conv1d_backward", flipped)
-    report = check_module(module, x)
+    report = check_module(module, x, step=STEP)
     assert not report.passed
     assert not report.tensors["x"]["passed"]
 
@@ -163,7 +171,7 @@ def test_channel_attention_gradient(x, seed):
         return dx, dw1, dw2, db1, db2
     report = check_vjp(*vjp_pair(F.channel_attention_forward, backward), (x, w1, w2, b1, b2),
                        names=("x", "fc1_weight", "fc2_weight", "fc1_bias", "fc2_bias"),
-                       elementwise=True)
+                       elementwise=True, step=STEP)
     assert report.passed, report
 
 
@@ -178,7 +186,7 @@ def test_spatial_attention_gradient(x, training, seed):
     f, vjp = vjp_pair(F.spatial_attention_forward, F.spatial_attention_backward,
                       running_mean=running[0], running_var=running[1], training=training)
     report = check_vjp(f, vjp, (x, conv, *bn), names=("x", "conv_weight", "bn_weight", "bn_bias"),
-                       elementwise=True)
+                       elementwise=True, step=STEP)
     assert report.passed, report
 
 
@@ -210,7 +218,7 @@ def test_cbam_module_gradient(x, seed):
     module = sn.nn.CBAM(x.shape[1], rd_ratio=0.5, spatial_kernel_size=3, rng=seed).astype(
         np.float64)
     nearly_uniform_gates(module, x, np.random.default_rng(seed))
-    report = check_module(module, x, elementwise=True)
+    report = check_module(module, x, elementwise=True, step=STEP)
     assert report.passed, report
     assert set(report.tensors) == {"x", "channel.fc1.weight", "channel.fc2.weight",
                                    "spatial.conv.conv.weight", "spatial.conv.bn.weight",
@@ -238,7 +246,7 @@ def test_cbam_planted_bug_max_path_dropped_is_caught(monkeypatch):
     x = rng.permutation(np.linspace(-1, 1, 2 * 4 * 9)).reshape(2, 4, 3, 3)
     module = sn.nn.CBAM(4, rd_ratio=0.5, spatial_kernel_size=3, rng=2).astype(np.float64)
     nearly_uniform_gates(module, x, rng)
-    assert check_module(module, x).passed
+    assert check_module(module, x, step=STEP).passed
     correct = cbam_functional.channel_pool_backward
 
     def mean_path_only(dp, cache):
@@ -246,7 +254,7 @@ def test_cbam_planted_bug_max_path_dropped_is_caught(monkeypatch):
         dp[:, 1] = 0
         return correct(dp, cache)
     monkeypatch.setattr(sn.nn.cbam, "channel_pool_backward", mean_path_only)
-    report = check_module(module, x)
+    report = check_module(module, x, step=STEP)
     assert not report.passed
     assert not report.tensors["x"]["passed"]
 
@@ -266,7 +274,7 @@ def test_scse_functional_gradient(x, seed):
     params = scse_parameters(x, max(1, x.shape[1] // 2), np.random.default_rng(seed))
     report = check_vjp(*vjp_pair(F.scse_forward, F.scse_backward), (x, *params),
                        names=("x", "w1", "b1", "w2", "b2", "spatial_weight", "spatial_bias"),
-                       elementwise=True)
+                       elementwise=True, step=STEP)
     assert report.passed, report
 
 
@@ -278,7 +286,7 @@ def test_scse_module_gradient(x, seed):
     w1, b1, w2, b2, _, _ = scse_parameters(x, module.hidden, np.random.default_rng(seed))
     fc1, fc2, _ = module._layers()
     fc1.weight.data, fc1.bias.data, fc2.weight.data, fc2.bias.data = w1, b1, w2, b2
-    report = check_module(module, x, elementwise=True)
+    report = check_module(module, x, elementwise=True, step=STEP)
     assert report.passed, report
     assert set(report.tensors) == {"x", "cSE.1.weight", "cSE.1.bias", "cSE.3.weight",
                                    "cSE.3.bias", "sSE.0.weight", "sSE.0.bias"}
@@ -292,13 +300,13 @@ def test_scse_planted_bug_spatial_squeeze_path_dropped_is_caught(monkeypatch):
     fc1, fc2, spatial = module._layers()
     fc1.weight.data, fc1.bias.data, fc2.weight.data, fc2.bias.data, _, _ = scse_parameters(
         x, 2, rng)
-    assert check_module(module, x).passed
+    assert check_module(module, x, step=STEP).passed
     correct = scse_functional.spatial_se_backward
 
     def without_squeeze_path(dg, cache):
         dx, dweight, dbias = correct(dg, cache)
         return np.zeros_like(dx), dweight, dbias
     monkeypatch.setattr(scse_functional, "spatial_se_backward", without_squeeze_path)
-    report = check_module(module, x)
+    report = check_module(module, x, step=STEP)
     assert not report.passed
     assert not report.tensors["x"]["passed"]
