@@ -49,6 +49,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import se_numpy as sn
+from se_numpy.ablate.experiment import FAST_BUDGET
 from se_numpy.analysis.figures import show
 from se_numpy.train.checkpoint import load_model_state
 
@@ -92,7 +93,10 @@ sn.use_backend("numba")     # the compiled kernels: faster than NumPy for these 
 # ablation below is one of these two networks with one option changed.
 
 # %%
-data = sn.data.make_synthetic(0)
+# fast mode makes only the images it uses, the first of each split (the same images as in
+# the whole set): the 64 training images of the loop and of the runs, the runs' test images
+data = (sn.data.make_synthetic(0, train_limit=64, test_limit=FAST_BUDGET["test_limit"]) if FAST
+        else sn.data.make_synthetic(0))
 print(data)
 SE_OPTIONS = dict(reduction=2)      # the ablation's baseline block on this net (r = 2, FC biases)
 for name, options in (("tiny_resnet", {}), ("se_tiny_resnet", SE_OPTIONS)):

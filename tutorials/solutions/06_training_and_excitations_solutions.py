@@ -40,7 +40,8 @@ sn.use_backend("numba")
 
 # the tutorial's budget per run (the ablation's, as `se-numpy ablate` gets it)
 budget = (dict(FAST_BUDGET, train_limit=64, epochs=1) if FAST else dict(DEFAULT_BUDGET))
-data = sn.data.make_synthetic(0).subset(budget["train_limit"], budget["test_limit"])
+# only the images the runs use (the same ones as make_synthetic(0).subset(...), made alone)
+data = sn.data.make_synthetic(0, train_limit=budget["train_limit"], test_limit=budget["test_limit"])
 mean, std = data.channel_mean_std()
 test_x = sn.data.to_float(data.test_images, mean, std)
 test_y = data.test_labels
