@@ -5,6 +5,12 @@ it is read here by parsing the file (``ast``), not by importing it, so the
 test does not run the tutorial twice. A figure passes when it exists, loads
 as an image and is not one flat colour (a blank canvas would pass an
 existence check, so the pixel values must vary).
+
+Every script writes under one output root for the whole module, as in a
+clone (``tutorials/out``), each into its own ``NAME`` folder: tutorial 6's
+solutions then find the tutorial's ablation runs there and read them instead
+of training them again, as the solutions file says it does (the tutorials run
+before the solutions; a solutions file run alone trains them itself).
 """
 import ast
 import os
@@ -51,19 +57,25 @@ def test_every_tutorial_is_found():
             assert solutions.exists(), f"{path.name} has no solutions file {solutions.name}"
 
 
+@pytest.fixture(scope="module")
+def tutorial_out(tmp_path_factory):
+    """The output root that every script of this module shares (SE_NUMPY_TUTORIAL_OUT)."""
+    return tmp_path_factory.mktemp("tutorial_out")
+
+
 @pytest.mark.parametrize("path", SCRIPTS, ids=[p.name for p in SCRIPTS])
-def test_tutorial_runs_and_writes_its_figures(path, tmp_path):
+def test_tutorial_runs_and_writes_its_figures(path, tmp_path, tutorial_out):
     figures = declared_figures(path)
     assert len(set(figures)) == len(figures), f"{path.name}: duplicate names in FIGURES"
     if path.parent == TUTORIALS:
         assert figures, f"{path.name} promises no figure"
-    env = dict(os.environ, SE_NUMPY_FAST="1", SE_NUMPY_TUTORIAL_OUT=str(tmp_path),
+    env = dict(os.environ, SE_NUMPY_FAST="1", SE_NUMPY_TUTORIAL_OUT=str(tutorial_out),
                MPLBACKEND="Agg")
     result = subprocess.run([sys.executable, str(path)], env=env, cwd=tmp_path,
                             capture_output=True, text=True, timeout=TIMEOUT_SECONDS)
     assert result.returncode == 0, (f"{path.name} failed:\n{result.stdout[-3000:]}\n"
                                     f"{result.stderr[-3000:]}")
-    out = tmp_path / declared_name(path)
+    out = tutorial_out / declared_name(path)
     for figure in figures:
         png = out / figure
         assert png.exists(), f"{path.name} promised {figure} but did not write it to {out}"
