@@ -65,84 +65,92 @@ def _planes(array):
 
 
 def _window_weights(row_windows, column_windows, dtype):
-    """1/|W_pq| for every cell, (oh, ow) in the map's dtype: one multiply per cell in the loops."""
+    """1/|W_pq| for every cell, flat (oh·ow,) in the map's dtype: one multiply per cell."""
     counts = np.outer(row_windows[:, 1] - row_windows[:, 0],
                       column_windows[:, 1] - column_windows[:, 0])
-    return (1.0 / counts).astype(dtype)
+    return (1.0 / counts).astype(dtype).reshape(-1)
 
 
 # ============================================================================ gather
 def _make_gather_loops(extent):
     """The gather's forward and backward loops with e = ``extent`` frozen as a constant.
 
-    Both use one padded row per window row p: ``padded[e − 1 + j]`` is column
-    j, with e − 1 zeros before column 0 and zeros after column W − 1, so that
-    window q is ``padded[q·e : q·e + 2e − 1]``, never clipped. Viewed as
-    ``blocks`` (⌈W/e⌉ + 1, e), window q is block q and the first e − 1 numbers
-    of block q + 1.
+    Both keep one plane-sized row per window row p, of L = ⌈W/e⌉·e numbers
+    (columns W .. L − 1 are zero), so that cell m = p·⌈W/e⌉ + q of the flat
+    (oh·ow) grid starts at column q·e of row p, number m·e of the flat rows:
+    one loop over all cells of the plane, not one short loop per window row.
+    The flat index runs across row ends, so one edge cell per row is
+    recomputed after it (the first cell in the forward, the last one in the
+    backward's spread).
     """
     span = extent - 1                               # the zeros before column 0
 
     @serial_and_parallel
     def forward(maps, out, row_windows, weights):
         planes, width = maps.shape[0], maps.shape[2]
-        cells_h, cells_w = out.shape[1], out.shape[2]
+        cells_h = row_windows.shape[0]
+        cells_w = out.shape[1] // cells_h
+        length = cells_w * extent
         for job in prange(job_count(planes)):
-            padded = np.zeros((cells_w + 1) * extent, dtype=maps.dtype)
-            column_sums = padded[span:span + width]
-            blocks = padded.reshape(cells_w + 1, extent)
+            # e − 1 zeros, then sums[p, j] = Σ over the rows of window row p of x[i, j]
+            padded = np.zeros(span + cells_h * length, dtype=maps.dtype)
+            sums = padded[span:].reshape(cells_h, length)
             for r in job_planes(job, planes):
                 for p in range(cells_h):
-                    # vertical: column_sums[j] = Σ over the window's rows of x[i, j]
                     first, stop = row_windows[p, 0], row_windows[p, 1]
                     for j in range(width):
-                        column_sums[j] = maps[r, first, j]
+                        sums[p, j] = maps[r, first, j]
                     for i in range(first + 1, stop):
                         for j in range(width):
-                            column_sums[j] += maps[r, i, j]
-                    # horizontal: block q and the head of block q + 1 (t unrolled)
-                    for q in range(cells_w):
-                        total = blocks[q, 0]
-                        for t in range(1, extent):
-                            total += blocks[q, t]
-                        for t in range(extent - 1):
-                            total += blocks[q + 1, t]
-                        out[r, p, q] = total * weights[p, q]
+                            sums[p, j] += maps[r, i, j]
+                # cell m: columns q·e − (e − 1) .. q·e + e − 1 of its row = padded[m·e ...]
+                for m in range(out.shape[1]):
+                    total = padded[extent * m]
+                    for t in range(1, 2 * extent - 1):
+                        total += padded[extent * m + t]
+                    out[r, m] = total * weights[m]
+                # q = 0 read the e − 1 numbers before its row, the previous row's tail
+                for p in range(cells_h):
+                    total = sums[p, 0]
+                    for t in range(1, extent):
+                        total += sums[p, t]
+                    out[r, p * cells_w] = total * weights[p * cells_w]
         return out
 
     @serial_and_parallel
-    def backward(dx, dg, weights):
+    def backward(dx, dg, weights, cells_w):
         planes, height, width = dx.shape
-        cells_h, cells_w = dg.shape[1], dg.shape[2]
+        cells = dg.shape[1]
+        cells_h = cells // cells_w
+        length = cells_w * extent
         for job in prange(job_count(planes)):
-            # shares[1 + q] = dg/|W| of cell q of the current window row, 0 beyond both ends
-            shares = np.zeros(cells_w + 2, dtype=dx.dtype)
-            here, after = shares[1:cells_w + 1], shares[1:]
-            # spread[p, e − 1 + j] = Σ over the (one or two) windows q of row p holding column j
-            spread = np.empty((cells_h, (cells_w + 1) * extent), dtype=dx.dtype)
-            blocks = spread.reshape(cells_h, cells_w + 1, extent)
-            columns = spread.reshape(-1)[span:span + cells_h * (cells_w + 1) * extent - span]
+            shares = np.zeros(cells + 1, dtype=dx.dtype)   # dg/|W| per cell, one 0 after
+            after = shares[1:]
+            # spread[p, j] = Σ over the (one or two) windows q of row p holding column j
+            spread = np.empty(cells * extent, dtype=dx.dtype)
+            rows = spread.reshape(cells_h, length)
             for r in job_planes(job, planes):
+                for m in range(cells):
+                    shares[m] = dg[r, m] * weights[m]
+                # column q·e + t lies in window q, and for t >= 1 in window q + 1 too
+                for m in range(cells):
+                    spread[extent * m] = shares[m]
+                    for t in range(1, extent):
+                        spread[extent * m + t] = shares[m] + after[m]
+                # ... except in the last cell of a row, where m + 1 is the next row's first
                 for p in range(cells_h):
-                    for q in range(cells_w):
-                        here[q] = dg[r, p, q] * weights[p, q]
-                    # block m's first e − 1 columns lie in windows m − 1 and m, its last in m only
-                    for m in range(cells_w + 1):
-                        for t in range(extent - 1):
-                            blocks[p, m, t] = shares[m] + after[m]
-                        blocks[p, m, extent - 1] = after[m]
+                    for t in range(1, extent):
+                        rows[p, length - extent + t] = shares[p * cells_w + cells_w - 1]
                 for i in range(height):
                     # the window rows holding pixel row i: i // e and (i + e − 1) // e, clipped
                     first = i // extent
                     last = min((i + extent - 1) // extent, cells_h - 1)
-                    row_first = columns[first * (cells_w + 1) * extent:]
                     if last == first:
                         for j in range(width):
-                            dx[r, i, j] = row_first[j]
+                            dx[r, i, j] = rows[first, j]
                     else:
-                        row_last = columns[last * (cells_w + 1) * extent:]
                         for j in range(width):
-                            dx[r, i, j] = row_first[j] + row_last[j]
+                            dx[r, i, j] = rows[first, j] + rows[last, j]
         return dx
 
     return forward, backward
@@ -162,7 +170,7 @@ def ge_gather_forward(x, extent):
     """Window means (kernel 2e−1, stride e, padding e−1 not counted).  -> (N, C, ⌈H/e⌉, ⌈W/e⌉)."""
     n, c, height, width = x.shape
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
-    out = np.empty((n * c, len(rows), len(columns)), dtype=x.dtype)
+    out = np.empty((n * c, len(rows) * len(columns)), dtype=x.dtype)
     forward, _ = _gather_loops(extent)
     forward(_planes(x), out, rows, _window_weights(rows, columns, x.dtype))
     return out.reshape(n, c, len(rows), len(columns))
@@ -174,82 +182,98 @@ def ge_gather_backward(dg, x_shape, extent):
     rows, columns = extent_windows(height, extent), extent_windows(width, extent)
     dx = np.empty((n * c, height, width), dtype=dg.dtype)
     _, backward = _gather_loops(extent)
-    backward(dx, _planes(dg), _window_weights(rows, columns, dg.dtype))
+    backward(dx, _cells(dg, dg.dtype), _window_weights(rows, columns, dg.dtype), len(columns))
     return dx.reshape(x_shape)
 
 
 # ============================================================================ excite
 @njit(cache=True)
-def _upsample_by_index(gate, r, p, source_columns, upsampled, blocks):
-    """upsampled[j] = gate[r, p, source_columns[j]]: gate row p at full width (any sizes)."""
-    for j in range(upsampled.shape[0]):
-        upsampled[j] = gate[r, p, source_columns[j]]
+def _upsample_by_index(gate_cells, r, source_columns, wide, rows):
+    """rows[p, j] = gate[r, p, source_columns[j]]: every gate row at full width (any sizes)."""
+    gate_width = gate_cells.shape[1] // rows.shape[0]
+    for p in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            rows[p, j] = gate_cells[r, p * gate_width + source_columns[j]]
 
 
 @njit(cache=True)
-def _fold_by_runs(products, blocks, column_runs, dgate, r, p):
-    """dgate[r, p, q] = Σ of products over the columns that gate column q covers (any sizes)."""
-    for q in range(dgate.shape[2]):
-        total = 0.0
-        for j in range(column_runs[q], column_runs[q + 1]):
-            total += products[j]
-        dgate[r, p, q] = total
+def _fold_by_runs(products, rows, column_runs, dgate, r):
+    """dgate[r, p·w + q] = Σ of rows[p, j] over the columns j that gate column q covers."""
+    gate_width = column_runs.shape[0] - 1
+    for p in range(rows.shape[0]):
+        for q in range(gate_width):
+            total = 0.0
+            for j in range(column_runs[q], column_runs[q + 1]):
+                total += rows[p, j]
+            dgate[r, p * gate_width + q] = total
 
 
 def _make_excite_loops(run):
     """The excite's forward and backward loops; ``run`` > 0 when every gate column covers
-    exactly ``run`` pixel columns (W = run · w: 56 -> 28 has run 2), frozen as a constant, so
-    the upsampling is a broadcast per (w, run) block and the fold a sum per block; ``run`` = 0
-    for any other sizes (through the reference's index arrays)."""
+    exactly ``run`` pixel columns (W = run · w, e.g. 56 -> 28: run 2), frozen as a constant;
+    ``run`` = 0 for any other sizes (through the reference's index arrays).
+
+    Both loops first widen the plane's gate along the rows, ``wide`` (h, W); the backward
+    sums dy·x over each run of pixel rows into a float64 (h, W) and folds it into the cells
+    at the end. With uniform runs the widening and the fold are each one loop over the
+    plane's h·w cells (cell m covers flat numbers m·run .. m·run + run − 1)."""
     if run:
         @njit(cache=True)
-        def upsample(gate, r, p, source_columns, upsampled, blocks):
-            for q in range(blocks.shape[0]):
+        def upsample(gate_cells, r, source_columns, wide, rows):
+            for m in range(gate_cells.shape[1]):
                 for t in range(run):
-                    blocks[q, t] = gate[r, p, q]
+                    wide[run * m + t] = gate_cells[r, m]
 
         @njit(cache=True)
-        def fold(products, blocks, column_runs, dgate, r, p):
-            for q in range(blocks.shape[0]):
-                total = blocks[q, 0]
+        def fold(products, rows, column_runs, dgate, r):
+            for m in range(dgate.shape[1]):
+                total = products[run * m]
                 for t in range(1, run):
-                    total += blocks[q, t]
-                dgate[r, p, q] = total
+                    total += products[run * m + t]
+                dgate[r, m] = total
     else:
         upsample, fold = _upsample_by_index, _fold_by_runs
-    columns_per_block = max(run, 1)
 
     @serial_and_parallel
-    def forward(maps, gate, out, row_runs, source_columns):
+    def forward(maps, gate_cells, out, row_runs, source_columns):
         planes, width = maps.shape[0], maps.shape[2]
+        gate_height = row_runs.shape[0] - 1
         for job in prange(job_count(planes)):
-            upsampled = np.empty(width, dtype=maps.dtype)
-            blocks = upsampled.reshape(-1, columns_per_block)
+            wide = np.empty(gate_height * width, dtype=maps.dtype)
+            rows = wide.reshape(gate_height, width)
             for r in job_planes(job, planes):
-                for p in range(gate.shape[1]):
-                    upsample(gate, r, p, source_columns, upsampled, blocks)
+                upsample(gate_cells, r, source_columns, wide, rows)
+                for p in range(gate_height):
                     for i in range(row_runs[p], row_runs[p + 1]):
                         for j in range(width):
-                            out[r, i, j] = maps[r, i, j] * upsampled[j]
+                            out[r, i, j] = maps[r, i, j] * rows[p, j]
         return out
 
     @serial_and_parallel
-    def backward(dy, maps, gate, dx, dgate, row_runs, source_columns, column_runs):
+    def backward(dy, maps, gate_cells, dx, dgate, row_runs, source_columns, column_runs):
         planes, width = maps.shape[0], maps.shape[2]
+        gate_height = row_runs.shape[0] - 1
         for job in prange(job_count(planes)):
-            upsampled = np.empty(width, dtype=maps.dtype)
-            blocks = upsampled.reshape(-1, columns_per_block)
-            products = np.empty(width)                  # Σ dy·x over the run's rows, per column
-            product_blocks = products.reshape(-1, columns_per_block)
+            wide = np.empty(gate_height * width, dtype=maps.dtype)
+            rows = wide.reshape(gate_height, width)
+            products = np.zeros(gate_height * width)     # Σ dy·x over each run of rows
+            sums = products.reshape(gate_height, width)
             for r in job_planes(job, planes):
-                for p in range(gate.shape[1]):
-                    upsample(gate, r, p, source_columns, upsampled, blocks)
-                    products[:] = 0.0
-                    for i in range(row_runs[p], row_runs[p + 1]):
+                upsample(gate_cells, r, source_columns, wide, rows)
+                for p in range(gate_height):
+                    first, stop = row_runs[p], row_runs[p + 1]
+                    for i in range(first, stop):
                         for j in range(width):
-                            dx[r, i, j] = dy[r, i, j] * upsampled[j]
-                            products[j] += np.float64(dy[r, i, j]) * np.float64(maps[r, i, j])
-                    fold(products, product_blocks, column_runs, dgate, r, p)
+                            dx[r, i, j] = dy[r, i, j] * rows[p, j]
+                    # apart from dx's loop: with five arrays in one loop LLVM gives up the
+                    # run-time overlap checks it needs to vectorise (about 2x slower)
+                    if stop > first:
+                        for j in range(width):
+                            sums[p, j] = np.float64(dy[r, first, j]) * np.float64(maps[r, first, j])
+                    for i in range(first + 1, stop):
+                        for j in range(width):
+                            sums[p, j] += np.float64(dy[r, i, j]) * np.float64(maps[r, i, j])
+                fold(products, sums, column_runs, dgate, r)
         return dx, dgate
 
     return forward, backward
@@ -272,23 +296,29 @@ def _excite_loops(width, gate_width):
     return (*_excite_loops_by_run[run], source_columns)
 
 
+def _cells(gate, dtype):
+    """(N, C, h, w) -> contiguous (N·C, h·w) in the map's dtype: one flat row of cells per plane."""
+    gate = np.ascontiguousarray(gate, dtype=dtype)
+    return gate.reshape(gate.shape[0] * gate.shape[1], gate.shape[2] * gate.shape[3])
+
+
 def ge_excite_forward(x, gate):
     """y[n,c,i,j] = x[n,c,i,j] · gate[n,c,r(i),r(j)] (nearest upsampling): one pass over x."""
     maps = _planes(x)
     out = np.empty_like(maps)
     forward, _, source_columns = _excite_loops(x.shape[3], gate.shape[3])
-    forward(maps, _planes(np.asarray(gate, dtype=x.dtype)), out,
-            source_runs(x.shape[2], gate.shape[2]), source_columns)
+    forward(maps, _cells(gate, x.dtype), out, source_runs(x.shape[2], gate.shape[2]),
+            source_columns)
     return out.reshape(x.shape)
 
 
 def ge_excite_backward(dy, x, gate):
     """``(dx, dgate)`` in one pass: dx = dy · U(gate); dgate[p,q] = Σ of dy·x over the cell's pixels."""
-    gates = _planes(np.asarray(gate, dtype=x.dtype))
     maps = _planes(x)
     dx = np.empty_like(maps)
-    dgate = np.empty(gates.shape, dtype=gate.dtype)
+    cells = _cells(gate, x.dtype)
+    dgate = np.empty(cells.shape, dtype=gate.dtype)
     _, backward, source_columns = _excite_loops(x.shape[3], gate.shape[3])
-    backward(_planes(dy), maps, gates, dx, dgate, source_runs(x.shape[2], gate.shape[2]),
+    backward(_planes(dy), maps, cells, dx, dgate, source_runs(x.shape[2], gate.shape[2]),
              source_columns, source_runs(x.shape[3], gate.shape[3]))
     return dx.reshape(x.shape), dgate.reshape(gate.shape)
