@@ -188,7 +188,25 @@ def ge_gather_backward(dg, x_shape, extent):
 
 # ============================================================================ excite
 @njit(cache=True)
-def _upsample_by_index(gate_cells, r, source_columns, wide, rows):
+def _upsample_runs(gate_cells, r, run, wide):
+    """wide[m·run + t] = gate[r, m] for t < run: every cell ``run`` times, flat over the plane."""
+    for m in range(gate_cells.shape[1]):
+        for t in range(run):
+            wide[run * m + t] = gate_cells[r, m]
+
+
+@njit(cache=True)
+def _fold_runs(products, run, dgate, r):
+    """dgate[r, m] = Σ_{t < run} products[m·run + t]: each cell's columns, flat over the plane."""
+    for m in range(dgate.shape[1]):
+        total = products[run * m]
+        for t in range(1, run):
+            total += products[run * m + t]
+        dgate[r, m] = total
+
+
+@njit(cache=True)
+def _upsample_by_index(gate_cells, r, source_columns, rows):
     """rows[p, j] = gate[r, p, source_columns[j]]: every gate row at full width (any sizes)."""
     gate_width = gate_cells.shape[1] // rows.shape[0]
     for p in range(rows.shape[0]):
@@ -197,7 +215,7 @@ def _upsample_by_index(gate_cells, r, source_columns, wide, rows):
 
 
 @njit(cache=True)
-def _fold_by_runs(products, rows, column_runs, dgate, r):
+def _fold_by_index(rows, column_runs, dgate, r):
     """dgate[r, p·w + q] = Σ of rows[p, j] over the columns j that gate column q covers."""
     gate_width = column_runs.shape[0] - 1
     for p in range(rows.shape[0]):
@@ -217,23 +235,6 @@ def _make_excite_loops(run):
     sums dy·x over each run of pixel rows into a float64 (h, W) and folds it into the cells
     at the end. With uniform runs the widening and the fold are each one loop over the
     plane's h·w cells (cell m covers flat numbers m·run .. m·run + run − 1)."""
-    if run:
-        @njit(cache=True)
-        def upsample(gate_cells, r, source_columns, wide, rows):
-            for m in range(gate_cells.shape[1]):
-                for t in range(run):
-                    wide[run * m + t] = gate_cells[r, m]
-
-        @njit(cache=True)
-        def fold(products, rows, column_runs, dgate, r):
-            for m in range(dgate.shape[1]):
-                total = products[run * m]
-                for t in range(1, run):
-                    total += products[run * m + t]
-                dgate[r, m] = total
-    else:
-        upsample, fold = _upsample_by_index, _fold_by_runs
-
     @serial_and_parallel
     def forward(maps, gate_cells, out, row_runs, source_columns):
         planes, width = maps.shape[0], maps.shape[2]
@@ -242,7 +243,10 @@ def _make_excite_loops(run):
             wide = np.empty(gate_height * width, dtype=maps.dtype)
             rows = wide.reshape(gate_height, width)
             for r in job_planes(job, planes):
-                upsample(gate_cells, r, source_columns, wide, rows)
+                if run:
+                    _upsample_runs(gate_cells, r, run, wide)
+                else:
+                    _upsample_by_index(gate_cells, r, source_columns, rows)
                 for p in range(gate_height):
                     for i in range(row_runs[p], row_runs[p + 1]):
                         for j in range(width):
@@ -259,7 +263,10 @@ def _make_excite_loops(run):
             products = np.zeros(gate_height * width)     # Σ dy·x over each run of rows
             sums = products.reshape(gate_height, width)
             for r in job_planes(job, planes):
-                upsample(gate_cells, r, source_columns, wide, rows)
+                if run:
+                    _upsample_runs(gate_cells, r, run, wide)
+                else:
+                    _upsample_by_index(gate_cells, r, source_columns, rows)
                 for p in range(gate_height):
                     first, stop = row_runs[p], row_runs[p + 1]
                     for i in range(first, stop):
@@ -273,7 +280,10 @@ def _make_excite_loops(run):
                     for i in range(first + 1, stop):
                         for j in range(width):
                             sums[p, j] += np.float64(dy[r, i, j]) * np.float64(maps[r, i, j])
-                fold(products, sums, column_runs, dgate, r)
+                if run:
+                    _fold_runs(products, run, dgate, r)
+                else:
+                    _fold_by_index(sums, column_runs, dgate, r)
         return dx, dgate
 
     return forward, backward
