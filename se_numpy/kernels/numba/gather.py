@@ -98,11 +98,18 @@ def _make_gather_loops(extent):
             for r in job_planes(job, planes):
                 for p in range(cells_h):
                     first, stop = row_windows[p, 0], row_windows[p, 1]
-                    for j in range(width):
-                        sums[p, j] = maps[r, first, j]
-                    for i in range(first + 1, stop):
+                    if stop - first == 2 * extent - 1:      # a whole window: one sweep
                         for j in range(width):
-                            sums[p, j] += maps[r, i, j]
+                            total = maps[r, first, j]
+                            for t in range(1, 2 * extent - 1):
+                                total += maps[r, first + t, j]
+                            sums[p, j] = total
+                    else:                                   # clipped by the map's edge
+                        for j in range(width):
+                            sums[p, j] = maps[r, first, j]
+                        for i in range(first + 1, stop):
+                            for j in range(width):
+                                sums[p, j] += maps[r, i, j]
                 # cell m: columns q·e − (e − 1) .. q·e + e − 1 of its row = padded[m·e ...]
                 for m in range(out.shape[1]):
                     total = padded[extent * m]
