@@ -8,30 +8,37 @@ from memory once and writes each output number once. What makes the loops
 stream (numbers and the versions tried: docs/kernels.md):
 
 * **Nothing per plane but loops.** A job allocates its scratch rows and
-  makes its reshaped views once, before its first plane: an allocation or a
-  ``reshape`` (a call into Numba's runtime) per plane cost more than the
-  plane's arithmetic in our measurements.
+  makes its reshaped views once, before its first plane: ``reshape`` is a
+  call into Numba's runtime, and a 56x56 plane has too little arithmetic to
+  hide one per plane.
 * **An inner loop indexes with its bare loop counter.** ``a[i, j]`` with j
   the counter of the innermost ``range`` compiles to contiguous vector loads;
   ``a[k + j]`` with k a run-time offset does not (Numba's negative-index
   check defeats LLVM's proof that the index is in range, and the loop turns
   into vector gathers and scatters, or stays scalar). Offsets therefore
   live in views made once per job (``padded[e − 1:]``).
-* **The extent is a compile-time constant** where a loop steps by it. The
-  gather's windows start every e columns: written over a (cells, e) view of
-  the padded row, ``blocks[q, t]`` with t in ``range(e)``, LLVM unrolls the t
-  loop and vectorises over q with shuffles once e is a constant, and emits
-  gathers when it is not (about twice slower). ``_gather_loops(e)`` compiles
-  the two gather loops once per extent (Numba's disk cache keys them by e).
+* **Long loops.** A row of 28 or 56 float32 numbers hardly fills LLVM's
+  unrolled vector body (32 numbers), so loops over one row run mostly in
+  their scalar remainder. Wherever the cells of a plane are the unit (the
+  window sums, the backward's spread, the gate's widening, dgate's fold) one
+  flat loop walks all of them, and the one cell per row that a flat index
+  gets wrong at a row's end is recomputed after it.
+* **The extent is a compile-time constant** where a loop steps by it
+  (``a[e·m + t]`` with t in ``range(e)``): LLVM unrolls the t loop and
+  vectorises over m once e is a constant, not when it is a run-time number.
+  ``_gather_loops(e)`` compiles the two gather loops once per extent, and
+  ``_excite_loops`` the excite's once per uniform column run (Numba's disk
+  cache keys the closures by the constants they capture; they capture ints
+  only, since a captured jitted function changes that key in every process).
 * **float32 windows are summed in float32**: a window holds at most
   (2e − 1)² = 225 numbers (e = 8), so the float32 sum is within ~1e-5 of
   the float64 one, and it keeps every vector lane a float32. The excite's
   dgate sums a whole cell, up to the whole map for the global gate, in a
   float64 row (as the SE kernels sum a row).
-* **The gate is upsampled once per gate row**: the PyTorch rule (the
+* **The gate is widened once per plane**: the PyTorch rule (the
   reference's ``nearest_sources``, computed on the host) never decreases, so
-  the pixel rows of one gate row form a run; the gate row is expanded to W
-  numbers once, and every pixel row of the run is one contiguous multiply.
+  the pixel rows of one gate row form a run; each gate row is expanded to W
+  numbers once, and every pixel row of its run is one contiguous multiply.
 * **The parallel choice looks at the map.** ``serial_and_parallel`` judges a
   loop by its first argument, so every loop takes a full-size map first.
 """
@@ -75,7 +82,7 @@ def _window_weights(row_windows, column_windows, dtype):
 def _make_gather_loops(extent):
     """The gather's forward and backward loops with e = ``extent`` frozen as a constant.
 
-    Both keep one plane-sized row per window row p, of L = ⌈W/e⌉·e numbers
+    Both keep a plane-local buffer of one row per window row p, L = ⌈W/e⌉·e numbers
     (columns W .. L − 1 are zero), so that cell m = p·⌈W/e⌉ + q of the flat
     (oh·ow) grid starts at column q·e of row p, number m·e of the flat rows:
     one loop over all cells of the plane, not one short loop per window row.
@@ -280,7 +287,7 @@ def _make_excite_loops(run):
                         for j in range(width):
                             dx[r, i, j] = dy[r, i, j] * rows[p, j]
                     # apart from dx's loop: with five arrays in one loop LLVM gives up the
-                    # run-time overlap checks it needs to vectorise (about 2x slower)
+                    # run-time overlap checks it needs to vectorise it
                     if stop > first:
                         for j in range(width):
                             sums[p, j] = np.float64(dy[r, first, j]) * np.float64(maps[r, first, j])
