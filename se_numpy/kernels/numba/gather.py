@@ -240,6 +240,24 @@ def _fold_by_index(rows, column_runs, dgate, r):
             dgate[r, p * gate_width + q] = total
 
 
+@njit(cache=True)
+def _widen(gate_cells, r, run, source_columns, wide, rows):
+    """rows[p, j] (``wide`` flat) = gate row p of plane r at full width: by runs or by index."""
+    if run:
+        _upsample_runs(gate_cells, r, run, wide)
+    else:
+        _upsample_by_index(gate_cells, r, source_columns, rows)
+
+
+@njit(cache=True)
+def _times_gate_rows(maps, r, rows, row_runs, out):
+    """out[r, i, j] = maps[r, i, j] · rows[p, j] for the pixel rows i of each gate row p's run."""
+    for p in range(rows.shape[0]):
+        for i in range(row_runs[p], row_runs[p + 1]):
+            for j in range(rows.shape[1]):
+                out[r, i, j] = maps[r, i, j] * rows[p, j]
+
+
 def _make_excite_loops(run):
     """The excite's forward and backward loops; ``run`` > 0 when every gate column covers
     exactly ``run`` pixel columns (W = run · w, e.g. 56 -> 28: run 2), frozen as a constant;
@@ -257,14 +275,8 @@ def _make_excite_loops(run):
             wide = np.empty(gate_height * width, dtype=maps.dtype)
             rows = wide.reshape(gate_height, width)
             for r in job_planes(job, planes):
-                if run:
-                    _upsample_runs(gate_cells, r, run, wide)
-                else:
-                    _upsample_by_index(gate_cells, r, source_columns, rows)
-                for p in range(gate_height):
-                    for i in range(row_runs[p], row_runs[p + 1]):
-                        for j in range(width):
-                            out[r, i, j] = maps[r, i, j] * rows[p, j]
+                _widen(gate_cells, r, run, source_columns, wide, rows)
+                _times_gate_rows(maps, r, rows, row_runs, out)
         return out
 
     @serial_and_parallel
@@ -277,17 +289,12 @@ def _make_excite_loops(run):
             products = np.zeros(gate_height * width)     # Σ dy·x over each run of rows
             sums = products.reshape(gate_height, width)
             for r in job_planes(job, planes):
-                if run:
-                    _upsample_runs(gate_cells, r, run, wide)
-                else:
-                    _upsample_by_index(gate_cells, r, source_columns, rows)
+                _widen(gate_cells, r, run, source_columns, wide, rows)
+                # dx first, dy·x after (dy read again from L1): with five arrays in one
+                # loop LLVM gives up the run-time overlap checks it needs to vectorise it
+                _times_gate_rows(dy, r, rows, row_runs, dx)
                 for p in range(gate_height):
                     first, stop = row_runs[p], row_runs[p + 1]
-                    for i in range(first, stop):
-                        for j in range(width):
-                            dx[r, i, j] = dy[r, i, j] * rows[p, j]
-                    # apart from dx's loop: with five arrays in one loop LLVM gives up the
-                    # run-time overlap checks it needs to vectorise it
                     if stop > first:
                         for j in range(width):
                             sums[p, j] = np.float64(dy[r, first, j]) * np.float64(maps[r, first, j])
