@@ -8,7 +8,8 @@ Files (each with the same name as the reference file it speeds up):
     conv.py     im2col, col2im and the convolution by blocks of samples
     unfold.py   the per-sample unfolding and folding loops under conv.py
     winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
-    norm.py     the batch-norm passes, and batch norm + ReLU fused
+    norm.py     the batch-norm passes, batch norm + ReLU fused, one region per direction
+    norm_channels.py  the per-channel loops under norm.py's one-region training rows
     residual.py the end of a residual unit: addition and ReLU in one pass
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
@@ -41,9 +42,5 @@ def check_available():
         raise RuntimeError(f"numba {numba.__version__} is installed but cannot run kernels: "
                            f"{error}") from error
 
-
-# not contract rows: optional fusions that functional/norm.py uses where a backend has them
-batch_norm_train_forward = norm.batch_norm_train_forward
-batch_norm_train_backward = norm.batch_norm_train_backward
 
 contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, spatial_gate, gather)
