@@ -290,11 +290,14 @@ def _make_excite_loops(run):
             sums = products.reshape(gate_height, width)
             for r in job_planes(job, planes):
                 _widen(gate_cells, r, run, source_columns, wide, rows)
-                # dx first, dy·x after (dy read again from L1): with five arrays in one
-                # loop LLVM gives up the run-time overlap checks it needs to vectorise it
-                _times_gate_rows(dy, r, rows, row_runs, dx)
                 for p in range(gate_height):
                     first, stop = row_runs[p], row_runs[p + 1]
+                    for i in range(first, stop):
+                        for j in range(width):
+                            dx[r, i, j] = dy[r, i, j] * rows[p, j]
+                    # dy·x apart from dx, while the run's rows of dy are in L1 (after the
+                    # whole plane's dx measured slower on full-size maps): with five arrays
+                    # in one loop LLVM gives up the run-time overlap checks it needs
                     if stop > first:
                         for j in range(width):
                             sums[p, j] = np.float64(dy[r, first, j]) * np.float64(maps[r, first, j])
