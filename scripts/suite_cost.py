@@ -145,6 +145,7 @@ def run(command, sample_tree=False, trace=None):
             f.write(output)
         write_trace(trace, samples)
         summarise_trace(samples)
+        summarise_compilations(trace_directory, trace + ".compile.tsv")
         shutil.rmtree(trace_directory, ignore_errors=True)
     return process.returncode, cpu, peak, wall, last[0], peak_tree[1]
 
@@ -191,6 +192,33 @@ def summarise_trace(samples, top=15):
     print(f"tests by the highest PSS of their worker while they ran (top {top}):")
     for name, (m, w) in sorted(highest.items(), key=lambda kv: -kv[1][0])[:top]:
         print(f"  {m / 2**20:6.0f} MiB  worker {w}  {name}")
+
+
+def summarise_compilations(directory, path, top=15):
+    """Gather the processes' Numba compilations (``suite_trace.py``) into ``path`` and print
+    each process's CPU seconds and compile seconds, and the kernels that took longest."""
+    rows, per_process = [], {}
+    for name in sorted(glob.glob(os.path.join(directory, "*.compile.tsv"))):
+        pid = os.path.basename(name).split(".")[0]
+        with open(name) as f:
+            cpu = float(f.readline().split()[-1])
+            lines = [line.rstrip("\n").split("\t") for line in f]
+        rows += [[pid] + line for line in lines]
+        per_process[pid] = (cpu, sum(float(line[0]) for line in lines), len(lines))
+    if not per_process:
+        return
+    with open(path, "w") as f:
+        f.write("pid\tcompile_s\tfunction\targuments\ttest\n")
+        f.writelines("\t".join(row) + "\n" for row in rows)
+    for pid, (cpu, compiling, count) in sorted(per_process.items()):
+        print(f"  process {pid}: {cpu:.1f} CPU s, of which {compiling:.1f} s compiling "
+              f"{count} Numba signatures")
+    by_function = {}
+    for pid, seconds, function, _, _ in rows:
+        by_function[function] = by_function.get(function, 0.0) + float(seconds)
+    print(f"Numba compile seconds by function, over all processes (top {top}; all in {path}):")
+    for function, seconds in sorted(by_function.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {seconds:6.1f} s  {function}")
 
 
 def main(argv=None):

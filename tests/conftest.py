@@ -12,9 +12,10 @@ CPU seconds with OpenBLAS's default two threads and 0.18 with one. No test
 relies on BLAS's thread count; the one that checks the convolution's thread
 handling sets the count it needs itself.
 
-Under ``-n 2 --dist loadgroup`` (the README's command) each test file runs
-whole on one worker, the memory-heavy files all on the same one, and the
-longest units first (``pytest_xdist_make_scheduler`` below).
+Under ``-n 2 --dist loadgroup`` (the README's command) the Numba kernels are
+compiled first, in two processes (``pytest_sessionstart`` below), then each
+test file runs whole on one worker, the memory-heavy files all on the same one,
+and the longest units first (``pytest_xdist_make_scheduler`` below).
 
 ``python scripts/suite_cost.py`` reports each test file's CPU time and peak
 memory, and the whole run's; docs/testing.md has the budget and the numbers.
@@ -37,14 +38,17 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE",
 
 
 def pytest_sessionstart(session):
-    """Under pytest-xdist, compile the Numba kernels once before the workers start.
+    """Under pytest-xdist, compile the Numba kernels before the workers start, in two
+    processes that share no jitted function (``tests/numba_warm_up.py`` says why both).
 
     Numba's on-disk cache writes each file atomically, but two processes that
     compile *different* signatures of one function at the same moment can both
     pick the same data-file name, and the index can end up naming the other's
-    code. Compiling every kernel of the contract here, in one process, before
-    the workers exist, leaves them loading the cache instead of racing to
-    write it (and compiles each kernel once, not once per worker).
+    code. Compiling every kernel of the contract here, on its serial and its
+    parallel loops, before the workers exist, leaves them loading the cache
+    instead of racing to write it (and compiles each kernel once, not once per
+    worker). The two processes are dealt disjoint sets of jitted functions, and
+    the split is checked against what each process really compiled.
     """
     config = session.config
     if getattr(config, "workerinput", None) is not None or not config.getoption("numprocesses",
@@ -52,9 +56,8 @@ def pytest_sessionstart(session):
         return                          # a worker, or a run without xdist: nothing to share
     import subprocess
     import sys
-    warm = ("from se_numpy.kernels import contract, numba as backend; "
-            "contract.warm_up(backend)")
-    subprocess.run([sys.executable, "-c", warm], check=True)   # its memory goes when it ends
+    warm_up = os.path.join(os.path.dirname(__file__), "numba_warm_up.py")
+    subprocess.run([sys.executable, warm_up], check=True)    # its memory goes when it ends
 
 
 # Files whose peak memory is large (ImageNet-size models, pools of training processes, the
