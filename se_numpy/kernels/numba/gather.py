@@ -34,7 +34,7 @@ stream (numbers and the versions tried: docs/kernels.md):
   (2e − 1)² = 225 numbers (e = 8), so the float32 sum is within ~1e-5 of
   the float64 one, and it keeps every vector lane a float32. The excite's
   dgate sums a whole cell, up to the whole map for the global gate, in a
-  float64 row (as the SE kernels sum a row).
+  float64 buffer (as the SE kernels sum a row).
 * **The gate is widened once per plane**: the PyTorch rule (the
   reference's ``nearest_sources``, computed on the host) never decreases, so
   the pixel rows of one gate row form a run; each gate row is expanded to W
