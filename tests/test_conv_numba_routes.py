@@ -120,6 +120,28 @@ def test_samples_per_block_fits_the_budget_and_leaves_blocks_for_the_workers(mon
     assert numba_conv._blocks(3, 10, 3) == [(3, 6), (6, 9), (9, 10)]
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [((3, 3), (1, 1), (1, 1), (1, 1), 1),    # unfolded by channels
+                                  ((3, 2), (2, 1), (1, 0), (1, 2), 2),    # strided, dilated, groups
+                                  ((1, 1), (1, 1), (0, 0), (1, 1), 1)],   # pointwise: cols is x
+                         ids=["3x3", "strided-groups", "pointwise"])
+def test_batch_one_split_across_workers_matches_reference(monkeypatch, case, dtype):
+    """A batch of one sample is shared by filters, not samples: the workers unfold
+    a range of input channels each, then multiply a range of filters each. Three
+    workers and 40 filters make uneven ranges (16, 16, 8 filters; 3, 2, 2
+    channels) and SMALL_PRODUCT = 0 takes this path for a small test shape."""
+    kernel, stride, padding, dilation, groups = case
+    monkeypatch.setattr(numba_conv, "SMALL_PRODUCT", 0)
+    monkeypatch.setattr(numba_conv, "worker_count", lambda jobs: 3)
+    assert numba_conv._ranges(40, 3, 16) == [(0, 16), (16, 32), (32, 40)]
+    assert numba_conv._ranges(7, 3, 1) == [(0, 3), (3, 6), (6, 7)]
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, size=(1, 7 if groups == 1 else 8, 9, 8))
+    x = x.astype(dtype)
+    weight = rng.uniform(-1, 1, size=(40, x.shape[1] // groups) + kernel).astype(dtype)
+    check_against_reference(x, weight, (stride, padding, dilation, groups))
+
+
 # Winograd F(2×2, 3×3), opt-in (WINOGRAD_MIN_CHANNELS, None by default). Its rounding is not the direct
 # method's, so it is held to the bound of its own sums, for max|x| = max|w| = 1: an entry of
 # Bᵀ d B adds 4 inputs (≤ 4), of G g Gᵀ weighs 9 by at most (3/2)² in all (≤ 9/4), so each of

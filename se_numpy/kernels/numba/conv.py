@@ -18,7 +18,7 @@ from numba import njit
 
 from ..contract import conv_output_size
 from . import winograd
-from .threads import run_chunks
+from .threads import run_chunks, worker_count
 from .unfold import col2im_loop, col2im_samples, im2col_loop, im2col_samples
 from .unfold import col2im_sample, im2col_sample  # noqa: F401  (the per-sample loops, for tests)
 
@@ -153,9 +153,56 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
         np.matmul(weight_by_group, cols.reshape(stop - first, groups, rows, pixels),
                   out=out[first:stop])
 
-    run_chunks(one_block, len(blocks), scratch,
-               hold_blas=out_channels * rows * pixels < SMALL_PRODUCT)
+    small = out_channels * rows * pixels < SMALL_PRODUCT
+    workers = worker_count(len(blocks) + 1)
+    if len(blocks) < workers and not small:          # batch 1: split the filters instead
+        _forward_split_filters(x, weight_by_group, out, pointwise, window, workers)
+    else:
+        run_chunks(one_block, len(blocks), scratch, hold_blas=small)
     return out.reshape(n, out_channels, out_h, out_w)
+
+
+def _ranges(count, parts, multiple):
+    """[0, count) cut into at most ``parts`` ranges whose lengths are multiples of ``multiple``."""
+    step = -(-count // parts)
+    step = -(-step // multiple) * multiple
+    return [(start, min(start + step, count)) for start in range(0, count, step)]
+
+
+def _forward_split_filters(x, weight_by_group, out, pointwise, window, workers):
+    """The forward of a batch too small to share by samples (eval at batch 1).
+
+    The workers unfold a share of the input channels each (channels c0..c1 fill
+    rows c0·kh·kw ... c1·kh·kw of cols), then multiply a share of the filters
+    each, single-threaded BLAS calls on both sides: OpenBLAS's own pool spins
+    while it waits, and on a shared 2-core machine a spinning thread makes the
+    call wait for the scheduler (products of 1-20 ms took multiples of 16 ms,
+    docs/kernels.md)."""
+    n, channels = x.shape[:2]
+    groups, filters, rows = weight_by_group.shape
+    pixels = out.shape[-1]
+    if pointwise:
+        cols = x.reshape(n, groups, rows, pixels)
+    else:
+        taps = weight_by_group.shape[2] * groups // channels
+        cols = np.empty((n, channels * taps, pixels), dtype=x.dtype)
+        channel_ranges = _ranges(channels, workers, 1)
+
+        def unfold(index, _):
+            first, stop = channel_ranges[index]
+            for sample in range(n):                     # contiguous (1, c1 − c0, H, W) views
+                im2col_samples(x[sample:sample + 1, first:stop],
+                               cols[sample:sample + 1, first * taps:stop * taps], *window)
+
+        run_chunks(unfold, len(channel_ranges), lambda: None)
+        cols = cols.reshape(n, groups, rows, pixels)
+    filter_ranges = _ranges(filters, workers, 16)
+
+    def multiply(index, _):
+        first, stop = filter_ranges[index]
+        np.matmul(weight_by_group[:, first:stop], cols, out=out[:, :, first:stop])
+
+    run_chunks(multiply, len(filter_ranges), lambda: None)
 
 
 def _dx_as_convolution_padding(kernel, stride, padding, dilation):
