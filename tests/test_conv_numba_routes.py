@@ -139,7 +139,41 @@ def test_batch_one_split_across_workers_matches_reference(monkeypatch, case, dty
     x = rng.uniform(-1, 1, size=(1, 7 if groups == 1 else 8, 9, 8))
     x = x.astype(dtype)
     weight = rng.uniform(-1, 1, size=(40, x.shape[1] // groups) + kernel).astype(dtype)
-    check_against_reference(x, weight, (stride, padding, dilation, groups))
+    out, _, _ = check_against_reference(x, weight, (stride, padding, dilation, groups))
+    bias = rng.uniform(-1, 1, size=40).astype(dtype)      # added per range of filters
+    with_bias = numba_conv.conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups)
+    np.testing.assert_array_equal(with_bias, out + bias[None, :, None, None])
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["as convolution", "col2im"])
+def test_bias_is_added_per_block_as_after_the_product(monkeypatch, stride):
+    """Several blocks of samples (BLOCK_BYTES = 1: one sample each): out + bias, the same
+    numbers as adding the bias to the finished output."""
+    monkeypatch.setattr(numba_conv, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, size=(5, 3, 6, 7)).astype(np.float32)
+    weight = rng.uniform(-1, 1, size=(4, 3, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, size=4).astype(np.float32)
+    options = (stride, (1, 1), (1, 1), 1)
+    expected = numba_conv.conv2d_forward(x, weight, *options) + bias[None, :, None, None]
+    np.testing.assert_array_equal(numba_conv.conv2d_bias_forward(x, weight, bias, *options),
+                                  expected)
+
+
+@pytest.mark.parametrize("case", CASES[:1] + CASES[5:], ids=lambda case: case[4])
+def test_weight_gradient_alone_is_the_full_backwards_dweight(case):
+    """``conv2d_weight_backward`` (no dx: a network's first convolution) skips the dx work
+    of every route and returns the same dW, bit for bit (the same chunks, the same sums)."""
+    kernel, stride, padding, dilation, _ = case
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1, 1, size=(9, 4, 7, 6)).astype(np.float32)
+    weight = rng.uniform(-1, 1, size=(6, 2) + kernel).astype(np.float32)
+    options = (stride, padding, dilation, 2)
+    dout = rng.uniform(-1, 1, size=cpu.conv2d_forward(x, weight, *options).shape)
+    dout = dout.astype(np.float32)
+    _, expected = cpu.conv2d_backward(dout, x, weight, *options)
+    np.testing.assert_array_equal(numba_conv.conv2d_weight_backward(dout, x, weight, *options),
+                                  expected)
 
 
 # Winograd F(2×2, 3×3), opt-in (WINOGRAD_MIN_CHANNELS, None by default). Its rounding is not the direct

@@ -45,5 +45,7 @@ def check_available():
 # not contract rows: optional fusions that functional/norm.py uses where a backend has them
 batch_norm_train_forward = norm.batch_norm_train_forward
 batch_norm_train_backward = norm.batch_norm_train_backward
+conv2d_bias_forward = conv.conv2d_bias_forward        # and functional/conv.py these two
+conv2d_weight_backward = conv.conv2d_weight_backward
 
 contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, spatial_gate, gather)
