@@ -4,8 +4,9 @@
     python benchmarks/bench_conv.py --threads 2 --torch-python /work/torchvenv/bin/python
     python benchmarks/bench_conv.py --cpu-time      # one thread, CPU seconds: robust under load
     python benchmarks/bench_conv.py --winograd      # Winograd against unfolding, speed and error
+    python benchmarks/bench_conv.py --direct        # a direct 3x3 convolution against unfolding
     python benchmarks/bench_conv.py --versus-torch --torch-python /work/torchvenv/bin/python \
-        --threads 2 [--model seresnet50 --batch 1]   # per shape: fwd, dx, dW and the GEMMs alone
+        --threads 2 [--cpu-time] [--model seresnet50 --batch 1]   # per shape, and the GEMMs alone
 
 For each convolution shape of SE-ResNet-20 (and how many times a step runs
 it) the script times ``conv2d_forward`` and ``conv2d_backward`` of the numba
@@ -21,6 +22,10 @@ less than wall time. ``--winograd`` compares, for each 3×3 stride-1 shape of
 SE-ResNet-20 and ResNet-50, the forward by Winograd F(2×2, 3×3) and by
 unfolding (CPU time, one thread) and the float32 error of each against a
 float64 evaluation of the same convolution.
+
+``--direct`` times, for SE-ResNet-20's 3×3 stride-1 shapes, the direct
+convolution of ``kernels/numba/direct_conv.py`` (a study, not a route)
+against the numba backend's forward, both on one thread (CPU time), alternating.
 
 ``--versus-torch`` splits the comparison per shape into forward, dx and dW
 (PyTorch: ``torch.nn.grad.conv2d_input`` and ``conv2d_weight``, each alone;
@@ -176,13 +181,15 @@ import json, sys, time
 import numpy as np, torch
 batch, repeats, threads, dtype, forward_only = (int(sys.argv[1]), int(sys.argv[2]),
                                                int(sys.argv[3]), sys.argv[4], sys.argv[6] == "1")
+cpu_time = sys.argv[7] == "cpu"          # one thread: the fastest call's CPU time
 torch.set_num_threads(threads)
+clock = time.thread_time if cpu_time else time.perf_counter
 def median(function):
     function()
     times = []
     for _ in range(repeats):
-        t = time.perf_counter(); function(); times.append(time.perf_counter() - t)
-    return float(np.median(times))
+        t = clock(); function(); times.append(clock() - t)
+    return float(np.min(times) if cpu_time else np.median(times))
 out = []
 with torch.no_grad():
     for c, o, h, k, s, p, _ in json.loads(sys.argv[5]):
@@ -271,8 +278,12 @@ def products_alone(x, w, pair):
 
 
 def versus_torch(args):
-    """--versus-torch: per shape, se_numpy and PyTorch side by side, and se_numpy's products alone."""
+    """--versus-torch: per shape, se_numpy and PyTorch side by side, and se_numpy's products alone.
+
+    With --cpu-time both run on one thread and each time is the fastest call's CPU
+    time of that thread (PyTorch with one thread runs its kernels in the calling thread)."""
     from se_numpy.kernels.numba import conv
+    timer = cpu_seconds if args.cpu_time else median_seconds
     shapes = RESNET50_SHAPES if args.model == "seresnet50" else SHAPES
     forward_only = args.model == "seresnet50"
     for round_index in range(args.rounds):
@@ -282,25 +293,27 @@ def versus_torch(args):
             x, w, pair = _arrays(args.batch, shape, args.dtype)
             dout = np.ones_like(conv.conv2d_forward(x, w, *pair, 1))
             gemms = products_alone(x, w, pair)
-            row = {"forward": median_seconds(lambda: conv.conv2d_forward(x, w, *pair, 1),
-                                             args.repeats),
-                   "gemm forward": median_seconds(gemms["forward"], args.repeats)}
+            row = {"forward": timer(lambda: conv.conv2d_forward(x, w, *pair, 1), args.repeats),
+                   "gemm forward": timer(gemms["forward"], args.repeats)}
             if not forward_only:
-                row["backward"] = median_seconds(
-                    lambda: conv.conv2d_backward(dout, x, w, *pair, 1), args.repeats)
-                row["gemm dx"] = median_seconds(gemms["dx"], args.repeats)
-                row["gemm dW"] = median_seconds(gemms["dW"], args.repeats)
+                row["backward"] = timer(lambda: conv.conv2d_backward(dout, x, w, *pair, 1),
+                                        args.repeats)
+                row["gemm dx"] = timer(gemms["dx"], args.repeats)
+                row["gemm dW"] = timer(gemms["dW"], args.repeats)
             ours.append(row)
         completed = subprocess.run(
             [args.torch_python, "-c", SPLIT_TORCH_CODE, str(args.batch), str(args.repeats),
-             str(args.threads), args.dtype, json.dumps(shapes), "1" if forward_only else "0"],
+             str(1 if args.cpu_time else args.threads), args.dtype, json.dumps(shapes),
+             "1" if forward_only else "0", "cpu" if args.cpu_time else "wall"],
             capture_output=True, text=True)
         if completed.returncode != 0:
             raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
         theirs = json.loads(completed.stdout.strip().splitlines()[-1])
+        clock = ("one thread, CPU ms of the fastest call" if args.cpu_time
+                 else f"{args.threads} threads, median wall ms")
         print(f"round {round_index + 1}, {args.model} shapes, batch {args.batch}, {args.dtype}, "
-              f"{args.threads} threads (load average {load:.2f} -> {os.getloadavg()[0]:.2f}); "
-              f"ms per call, 'products' = se_numpy's matrix products alone:")
+              f"{clock} (load average {load:.2f} -> {os.getloadavg()[0]:.2f}); "
+              f"'products' = se_numpy's matrix products alone:")
         print_split(shapes, ours, theirs, forward_only)
 
 
@@ -336,6 +349,24 @@ def print_split(shapes, ours, theirs, forward_only):
                  f"{totals['forward'] / totals['torch forward']:>8.2f}"
                  f"{totals['backward'] / totals['torch backward']:>7.2f}")
     print(line)
+
+
+def compare_direct(batch, repeats, rounds):
+    """--direct: forward CPU time on one thread, the direct 3×3 study against unfolding + BLAS."""
+    from se_numpy.kernels.numba import conv, direct_conv
+    print(f"  {'C->O  HxW':<16}{'unfold ms':>11}{'direct ms':>11}{'direct / unfold':>17}"
+          f"{'direct GMAC/s':>15}")
+    for shape in SHAPES:
+        c, o, h, k, s, p, _ = shape
+        if (k, s, p) != (3, 1, 1):
+            continue
+        x, w, pair = _arrays(batch, shape, np.float32)
+        for _ in range(rounds):
+            unfold = cpu_seconds(lambda: conv.conv2d_forward(x, w, *pair, 1), repeats)
+            direct = cpu_seconds(lambda: direct_conv.conv3x3(x, w), repeats)
+            rate = batch * o * c * 9 * h * h / direct / 1e9
+            print(f"  {f'{c}->{o} {h}x{h}':<16}{unfold * 1e3:>11.2f}{direct * 1e3:>11.2f}"
+                  f"{direct / unfold:>17.2f}{rate:>15.1f}")
 
 
 def time_torch(python, batch, repeats, threads, dtype):
@@ -382,6 +413,8 @@ def main(argv=None):
                         help="one thread, CPU time of that thread (no PyTorch)")
     parser.add_argument("--winograd", action="store_true",
                         help="Winograd F(2x2, 3x3) against unfolding: speed and float32 error")
+    parser.add_argument("--direct", action="store_true",
+                        help="the direct 3x3 convolution study against unfolding (one thread)")
     parser.add_argument("--versus-torch", action="store_true",
                         help="per shape: forward, dx, dW against PyTorch, and the products alone")
     parser.add_argument("--model", default="se_resnet20", choices=("se_resnet20", "seresnet50"),
@@ -391,7 +424,12 @@ def main(argv=None):
         parser.error("--versus-torch needs --torch-python")
     sys.path.insert(0, os.path.dirname(__file__))
     from bench_train_step import set_threads
-    set_threads(1 if args.cpu_time or args.winograd else args.threads)
+    set_threads(1 if args.cpu_time or args.winograd or args.direct else args.threads)
+    if args.direct:
+        print(f"direct 3x3 convolution against unfolding + BLAS, forward, float32, batch "
+              f"{args.batch}, one thread, CPU time (load average {os.getloadavg()[0]:.2f}):")
+        compare_direct(args.batch, args.repeats, args.rounds)
+        return 0
     if args.versus_torch:
         versus_torch(args)
         return 0

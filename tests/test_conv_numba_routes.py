@@ -14,6 +14,7 @@ import pytest
 from se_numpy.kernels import numba as cpu
 from se_numpy.kernels import numpy as ref
 from se_numpy.kernels.numba import conv as numba_conv
+from se_numpy.kernels.numba import direct_conv
 
 # (kernel, stride, padding, dilation, route): every route, odd sizes, rectangular windows
 CASES = [((3, 3), (1, 1), (1, 1), (1, 1), "as convolution"),     # SE-ResNet's 3x3
@@ -174,6 +175,24 @@ def test_weight_gradient_alone_is_the_full_backwards_dweight(case):
     _, expected = cpu.conv2d_backward(dout, x, weight, *options)
     np.testing.assert_array_equal(numba_conv.conv2d_weight_backward(dout, x, weight, *options),
                                   expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [(5, 7), (1, 1), (4, 3)])
+def test_direct_convolution_study_matches_reference(dtype, size):
+    """``direct_conv.conv3x3`` (a study, not a route): the same sums as the reference, each
+    multiply-add possibly fused (one rounding instead of two), held to the same bound."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, size=(3, 5) + size).astype(dtype)
+    weight = rng.uniform(-1, 1, size=(8, 5, 3, 3)).astype(dtype)
+    options = ((1, 1), (1, 1), (1, 1), 1)
+    expected = ref.conv2d_forward(x, weight, *options)
+    absolute = ref.conv2d_forward(np.abs(x), np.abs(weight), *options)
+    out = direct_conv.conv3x3(x, weight)
+    assert out.dtype == x.dtype and out.shape == expected.shape
+    assert np.all(np.abs(out - expected) <= bound(absolute, weight[0].size, dtype))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        direct_conv.conv3x3(x, weight[:6])
 
 
 # Winograd F(2×2, 3×3), opt-in (WINOGRAD_MIN_CHANNELS, None by default). Its rounding is not the direct
