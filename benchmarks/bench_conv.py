@@ -252,13 +252,17 @@ def products_alone(x, w, pair):
 
     jobs = dict.fromkeys(("forward", "dW", "dx"), len(blocks))
     workers = worker_count(len(blocks) + 1)
-    if len(blocks) < workers and not hold:          # batch 1: the filters split, as the kernel
-        filter_ranges = conv._ranges(o, workers, 16)
-        jobs["forward"] = len(filter_ranges)
+    if len(blocks) < workers and not hold:          # batch 1: the output split, as the kernel
+        by_pixels = pixels >= o
+        out_ranges = conv._ranges(pixels if by_pixels else o, workers, 16)
+        jobs["forward"] = len(out_ranges)
 
-        def forward(job, _):                           # noqa: F811  (job: a range of filters)
-            first, stop = filter_ranges[job]
-            np.matmul(weight[:, first:stop], cols[:n], out=out[:, :, first:stop])
+        def forward(job, _):                           # noqa: F811  (job: a range of the output)
+            first, stop = out_ranges[job]
+            if by_pixels:
+                np.matmul(weight, cols[:n, ..., first:stop], out=out[..., first:stop])
+            else:
+                np.matmul(weight[:, first:stop], cols[:n], out=out[:, :, first:stop])
 
     def dw(block, _):
         first, stop = blocks[block]

@@ -127,15 +127,18 @@ def test_samples_per_block_fits_the_budget_and_leaves_blocks_for_the_workers(mon
                                   ((1, 1), (1, 1), (0, 0), (1, 1), 1)],   # pointwise: cols is x
                          ids=["3x3", "strided-groups", "pointwise"])
 def test_batch_one_split_across_workers_matches_reference(monkeypatch, case, dtype):
-    """A batch of one sample is shared by filters, not samples: the workers unfold
-    a range of input channels each, then multiply a range of filters each. Three
-    workers and 40 filters make uneven ranges (16, 16, 8 filters; 3, 2, 2
-    channels) and SMALL_PRODUCT = 0 takes this path for a small test shape."""
+    """A batch of one sample is shared by its output, not by samples: the workers
+    unfold a range of input channels each, then multiply a range of pixels (or of
+    filters, where there are fewer pixels than filters). Three parts make uneven
+    ranges (channels 3, 3, 1; pixels 32, 32, 8 of 72, or filters 16, 16, 8 of 40
+    at stride 2), handed round to however many threads run; SMALL_PRODUCT = 0
+    takes this path for a small test shape."""
     kernel, stride, padding, dilation, groups = case
     monkeypatch.setattr(numba_conv, "SMALL_PRODUCT", 0)
     monkeypatch.setattr(numba_conv, "worker_count", lambda jobs: 3)
     assert numba_conv._ranges(40, 3, 16) == [(0, 16), (16, 32), (32, 40)]
     assert numba_conv._ranges(7, 3, 1) == [(0, 3), (3, 6), (6, 7)]
+    assert numba_conv._ranges(72, 3, 16) == [(0, 32), (32, 64), (64, 72)]
     rng = np.random.default_rng(4)
     x = rng.uniform(-1, 1, size=(1, 7 if groups == 1 else 8, 9, 8))
     x = x.astype(dtype)
