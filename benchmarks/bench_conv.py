@@ -5,6 +5,7 @@
     python benchmarks/bench_conv.py --cpu-time      # one thread, CPU seconds: robust under load
     python benchmarks/bench_conv.py --winograd      # Winograd against unfolding, speed and error
     python benchmarks/bench_conv.py --direct        # a direct 3x3 convolution against unfolding
+    python benchmarks/bench_conv.py --wide          # per-sample products against wider ones
     python benchmarks/bench_conv.py --versus-torch --torch-python /work/torchvenv/bin/python \
         --threads 2 [--cpu-time] [--model seresnet50 --batch 1]   # per shape, and the GEMMs alone
 
@@ -26,6 +27,11 @@ float64 evaluation of the same convolution.
 ``--direct`` times, for SE-ResNet-20's 3×3 stride-1 shapes, the direct
 convolution of ``kernels/numba/direct_conv.py`` (a study, not a route)
 against the numba backend's forward, both on one thread (CPU time), alternating.
+
+``--wide`` times one block's forward product (W @ cols) three ways on one
+thread: per sample (the kernel's batched ``np.matmul``), one wide product
+over the samples side by side, (O, K) @ (K, S·L), and transposed,
+(S·L, K) @ (K, O): whether fewer, larger calls would pay.
 
 ``--versus-torch`` splits the comparison per shape into forward, dx and dW
 (PyTorch: ``torch.nn.grad.conv2d_input`` and ``conv2d_weight``, each alone;
@@ -373,6 +379,29 @@ def compare_direct(batch, repeats, rounds):
                   f"{direct / unfold:>17.2f}{rate:>15.1f}")
 
 
+def compare_wide(repeats):
+    """--wide: GMAC/s of a block's product per sample, side by side and transposed."""
+    from se_numpy.kernels.numba import conv
+    print(f"  {'O, K, L, samples':<22}{'per sample':>12}{'one wide':>10}{'transposed':>12}"
+          "   (GMAC/s, one thread)")
+    rng = np.random.default_rng(0)
+    for c, o, h, k, s, p, _ in SHAPES:
+        if (k, s) != (3, 1) or c == 3:
+            continue
+        rows, pixels = c * 9, h * h
+        samples = conv._samples_per_block(rows * pixels * 4, 128)
+        weight = rng.standard_normal((o, rows)).astype(np.float32)
+        cols = rng.standard_normal((samples, rows, pixels)).astype(np.float32)
+        wide = np.ascontiguousarray(cols.transpose(1, 0, 2)).reshape(rows, -1)
+        tall = np.ascontiguousarray(wide.T)
+        weight_t = np.ascontiguousarray(weight.T)
+        rates = [o * rows * pixels * samples / cpu_seconds(product, repeats) / 1e9
+                 for product in (lambda: np.matmul(weight, cols), lambda: weight @ wide,
+                                 lambda: tall @ weight_t)]
+        print(f"  {f'{o}, {rows}, {pixels}, {samples}':<22}{rates[0]:>12.1f}{rates[1]:>10.1f}"
+              f"{rates[2]:>12.1f}")
+
+
 def time_torch(python, batch, repeats, threads, dtype):
     completed = subprocess.run([python, "-c", TORCH_CODE, str(batch), str(repeats), str(threads),
                                 dtype, json.dumps(SHAPES)], capture_output=True, text=True)
@@ -419,6 +448,8 @@ def main(argv=None):
                         help="Winograd F(2x2, 3x3) against unfolding: speed and float32 error")
     parser.add_argument("--direct", action="store_true",
                         help="the direct 3x3 convolution study against unfolding (one thread)")
+    parser.add_argument("--wide", action="store_true",
+                        help="per-sample products against wider or transposed ones (one thread)")
     parser.add_argument("--versus-torch", action="store_true",
                         help="per shape: forward, dx, dW against PyTorch, and the products alone")
     parser.add_argument("--model", default="se_resnet20", choices=("se_resnet20", "seresnet50"),
@@ -428,7 +459,12 @@ def main(argv=None):
         parser.error("--versus-torch needs --torch-python")
     sys.path.insert(0, os.path.dirname(__file__))
     from bench_train_step import set_threads
-    set_threads(1 if args.cpu_time or args.winograd or args.direct else args.threads)
+    set_threads(1 if args.cpu_time or args.winograd or args.direct or args.wide else args.threads)
+    if args.wide:
+        print(f"one block's forward product, float32, one thread, CPU time "
+              f"(load average {os.getloadavg()[0]:.2f}):")
+        compare_wide(args.repeats)
+        return 0
     if args.direct:
         print(f"direct 3x3 convolution against unfolding + BLAS, forward, float32, batch "
               f"{args.batch}, one thread, CPU time (load average {os.getloadavg()[0]:.2f}):")
