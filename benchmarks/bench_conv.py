@@ -112,15 +112,25 @@ WINOGRAD_SHAPES = [(16, 32, 32), (32, 16, 32), (64, 8, 32),
                    (64, 56, 2), (128, 28, 2), (256, 14, 2), (512, 7, 2)]
 
 
-def cpu_seconds(function, repeats):
-    """The fastest of ``repeats`` calls, in CPU seconds of this thread."""
+def call_times(function, repeats, clock):
+    """``repeats`` durations of ``function()`` by ``clock``, after one untimed call."""
     function()
     times = []
     for _ in range(repeats):
-        start = time.thread_time()
+        start = clock()
         function()
-        times.append(time.thread_time() - start)
-    return min(times)
+        times.append(clock() - start)
+    return times
+
+
+def cpu_seconds(function, repeats):
+    """The fastest of ``repeats`` calls, in CPU seconds of this thread."""
+    return min(call_times(function, repeats, time.thread_time))
+
+
+def median_seconds(function, repeats):
+    """The median of ``repeats`` wall-clock calls."""
+    return float(np.median(call_times(function, repeats, time.perf_counter)))
 
 
 def time_cpu(batch, repeats, dtype):
@@ -211,17 +221,6 @@ with torch.no_grad():
         out.append(row)
 print(json.dumps(out))
 """
-
-
-def median_seconds(function, repeats):
-    """The median of ``repeats`` wall-clock calls, after one untimed call."""
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
 
 
 def products_alone(x, w, pair):
@@ -460,29 +459,23 @@ def main(argv=None):
     sys.path.insert(0, os.path.dirname(__file__))
     from bench_train_step import set_threads
     set_threads(1 if args.cpu_time or args.winograd or args.direct or args.wide else args.threads)
-    if args.wide:
-        print(f"one block's forward product, float32, one thread, CPU time "
-              f"(load average {os.getloadavg()[0]:.2f}):")
-        compare_wide(args.repeats)
-        return 0
-    if args.direct:
-        print(f"direct 3x3 convolution against unfolding + BLAS, forward, float32, batch "
-              f"{args.batch}, one thread, CPU time (load average {os.getloadavg()[0]:.2f}):")
-        compare_direct(args.batch, args.repeats, args.rounds)
-        return 0
     if args.versus_torch:
         versus_torch(args)
         return 0
-    if args.winograd:
-        print(f"Winograd F(2x2, 3x3) against unfolding, forward, float32, one thread "
-              f"(load average {os.getloadavg()[0]:.2f}):")
-        compare_winograd(args.repeats)
-        return 0
-    if args.cpu_time:
-        print(f"CPU time of one thread, batch {args.batch}, {args.dtype} "
-              f"(load average {os.getloadavg()[0]:.2f}):")
-        print_table(time_cpu(args.batch, args.repeats, args.dtype), None)
-        return 0
+    one_thread_studies = [   # (chosen, title, study): each on one thread, in CPU time
+        (args.wide, "one block's forward product, float32", lambda: compare_wide(args.repeats)),
+        (args.direct, f"direct 3x3 convolution against unfolding + BLAS, forward, float32, "
+                      f"batch {args.batch}",
+         lambda: compare_direct(args.batch, args.repeats, args.rounds)),
+        (args.winograd, "Winograd F(2x2, 3x3) against unfolding, forward, float32",
+         lambda: compare_winograd(args.repeats)),
+        (args.cpu_time, f"batch {args.batch}, {args.dtype}",
+         lambda: print_table(time_cpu(args.batch, args.repeats, args.dtype), None))]
+    for chosen, title, study in one_thread_studies:
+        if chosen:
+            print(f"{title}, one thread, CPU time (load average {os.getloadavg()[0]:.2f}):")
+            study()
+            return 0
     for round_index in range(args.rounds):
         ours = time_se_numpy(args.batch, args.repeats, args.dtype)
         theirs = (time_torch(args.torch_python, args.batch, args.repeats, args.threads, args.dtype)
