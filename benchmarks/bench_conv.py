@@ -228,6 +228,7 @@ def products_alone(x, w, pair):
     on the same blocks of samples, buffers and workers as ``kernels/numba/conv.py``
     (the columns hold random numbers: the unfolding is left out)."""
     from se_numpy.kernels.numba import conv
+    from se_numpy.kernels.numba import conv_one_sample
     from se_numpy.kernels.numba.threads import run_chunks, worker_count
     stride, padding, dilation = pair
     n, o = x.shape[0], w.shape[0]
@@ -259,7 +260,7 @@ def products_alone(x, w, pair):
     workers = worker_count(len(blocks) + 1)
     if len(blocks) < workers and not hold:          # batch 1: the output split, as the kernel
         by_pixels = pixels >= o
-        out_ranges = conv._ranges(pixels if by_pixels else o, workers, 16)
+        out_ranges = conv_one_sample.ranges(pixels if by_pixels else o, workers, 16)
         jobs["forward"] = len(out_ranges)
 
         def forward(job, _):                           # noqa: F811  (job: a range of the output)

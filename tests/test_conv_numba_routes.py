@@ -14,7 +14,7 @@ import pytest
 from se_numpy.kernels import numba as cpu
 from se_numpy.kernels import numpy as ref
 from se_numpy.kernels.numba import conv as numba_conv
-from se_numpy.kernels.numba import direct_conv
+from se_numpy.kernels.numba import conv_one_sample, direct_conv
 
 # (kernel, stride, padding, dilation, route): every route, odd sizes, rectangular windows
 CASES = [((3, 3), (1, 1), (1, 1), (1, 1), "as convolution"),     # SE-ResNet's 3x3
@@ -136,9 +136,9 @@ def test_batch_one_split_across_workers_matches_reference(monkeypatch, case, dty
     kernel, stride, padding, dilation, groups = case
     monkeypatch.setattr(numba_conv, "SMALL_PRODUCT", 0)
     monkeypatch.setattr(numba_conv, "worker_count", lambda jobs: 3)
-    assert numba_conv._ranges(40, 3, 16) == [(0, 16), (16, 32), (32, 40)]
-    assert numba_conv._ranges(7, 3, 1) == [(0, 3), (3, 6), (6, 7)]
-    assert numba_conv._ranges(72, 3, 16) == [(0, 32), (32, 64), (64, 72)]
+    assert conv_one_sample.ranges(40, 3, 16) == [(0, 16), (16, 32), (32, 40)]
+    assert conv_one_sample.ranges(7, 3, 1) == [(0, 3), (3, 6), (6, 7)]
+    assert conv_one_sample.ranges(72, 3, 16) == [(0, 32), (32, 64), (64, 72)]
     rng = np.random.default_rng(4)
     x = rng.uniform(-1, 1, size=(1, 7 if groups == 1 else 8, 9, 8))
     x = x.astype(dtype)

@@ -13,15 +13,13 @@ why), one ``np.matmul`` over the block's samples and groups. The loops
 dx of a stride-1 convolution is computed as a forward convolution of dout
 (``conv2d_backward``); docs/kernels.md, "Convolution", has the measurements.
 """
-import threading
-
 import numpy as np
 from numba import njit
 
 from ..contract import conv_output_size
 from . import winograd
-from . import threads
-from .threads import run_chunks, run_on_workers, worker_count
+from .conv_one_sample import add_bias, forward_shared_by_output
+from .threads import run_chunks, worker_count
 from .unfold import col2im_loop, col2im_samples, im2col_loop, im2col_samples
 from .unfold import col2im_sample, im2col_sample  # noqa: F401  (the per-sample loops, for tests)
 
@@ -120,19 +118,6 @@ def _winograd(x, weight, padding):
     return winograd.conv2d(x, weight, padding, _samples_per_block(per_sample, x.shape[0]))
 
 
-@njit(nogil=True, cache=True)
-def add_bias(out, bias):
-    """out[s, γ, o, :] += bias[γ, o]; out (S, g, O/g, L), bias (g, O/g).
-
-    Run on a block of samples right after its product, while the block is in cache."""
-    for sample in range(out.shape[0]):
-        for group in range(out.shape[1]):
-            for o in range(out.shape[2]):
-                row, value = out[sample, group, o], bias[group, o]
-                for k in range(row.shape[0]):
-                    row[k] += value
-
-
 def conv2d_forward(x, weight, stride, padding, dilation, groups):
     """Convolution without bias (the contract's row): ``conv2d_bias_forward`` with no bias."""
     return conv2d_bias_forward(x, weight, None, stride, padding, dilation, groups)
@@ -184,71 +169,12 @@ def conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups):
 
     small = out_channels * rows * pixels < SMALL_PRODUCT
     workers = worker_count(len(blocks) + 1)
-    if len(blocks) < workers and not small:          # batch 1: split the filters instead
-        _forward_split_filters(x, weight_by_group, bias_by_group, out, pointwise, window, workers)
+    if len(blocks) < workers and not small:          # batch 1: share the output instead
+        forward_shared_by_output(x, weight_by_group, bias_by_group, out, pointwise, window,
+                                 workers)
     else:
         run_chunks(one_block, len(blocks), scratch, hold_blas=small)
     return out.reshape(n, out_channels, out_h, out_w)
-
-
-def _ranges(count, parts, multiple):
-    """[0, count) cut into at most ``parts`` ranges whose lengths are multiples of ``multiple``."""
-    step = -(-count // parts)
-    step = -(-step // multiple) * multiple
-    return [(start, min(start + step, count)) for start in range(0, count, step)]
-
-
-def _forward_split_filters(x, weight_by_group, bias_by_group, out, pointwise, window, workers):
-    """The forward of a batch too small to share by samples (eval at batch 1).
-
-    Each worker unfolds a share of the input channels (channels c0..c1 fill rows
-    c0·kh·kw ... c1·kh·kw of cols), waits for the others, then multiplies a
-    share of the output: a range of pixels (columns of cols), or of filters
-    where there are fewer pixels than filters (ResNet-50's last stage: 49
-    pixels, 512-2048 filters). Single-threaded BLAS calls on both sides:
-    OpenBLAS's own pool spins while it waits, and on a shared 2-core machine a
-    spinning thread makes the call wait for the scheduler (products of 1-20 ms
-    took multiples of 16 ms, docs/kernels.md). One pool dispatch per call."""
-    n, channels = x.shape[:2]
-    groups, filters, rows = weight_by_group.shape
-    pixels = out.shape[-1]
-    taps = rows * groups // channels
-    cols = (x.reshape(n, groups * rows, pixels) if pointwise
-            else np.empty((n, channels * taps, pixels), dtype=x.dtype))
-    by_group = cols.reshape(n, groups, rows, pixels)
-    channel_ranges = [] if pointwise else _ranges(channels, workers, 1)
-    by_pixels = pixels >= filters
-    out_ranges = _ranges(pixels, workers, 16) if by_pixels else _ranges(filters, workers, 16)
-    count = threads.worker_count(workers)               # the threads run_on_workers starts
-    unfolded = threading.Barrier(count)
-
-    def unfold(first, stop):
-        for sample in range(n):                         # contiguous (1, c1 − c0, H, W) views
-            im2col_samples(x[sample:sample + 1, first:stop],
-                           cols[sample:sample + 1, first * taps:stop * taps], *window)
-
-    def multiply(first, stop):
-        if by_pixels:
-            np.matmul(weight_by_group, by_group[..., first:stop], out=out[..., first:stop])
-            if bias_by_group is not None:
-                add_bias(out[..., first:stop], bias_by_group)
-        else:
-            np.matmul(weight_by_group[:, first:stop], by_group, out=out[:, :, first:stop])
-            if bias_by_group is not None:
-                add_bias(out[:, :, first:stop], bias_by_group[:, first:stop])
-
-    def job(worker, count):                             # worker w: ranges w, w + count, ...
-        try:
-            for first, stop in channel_ranges[worker::count]:
-                unfold(first, stop)
-            unfolded.wait()
-        except BaseException:
-            unfolded.abort()                            # the others stop waiting, and raise
-            raise
-        for first, stop in out_ranges[worker::count]:
-            multiply(first, stop)
-
-    run_on_workers(job, workers)
 
 
 def _dx_as_convolution_padding(kernel, stride, padding, dilation):
