@@ -621,10 +621,11 @@ def check_batch_norm_against_reference(x, seed, layout):
 @pytest.mark.parametrize("relu", [False, True])
 @pytest.mark.parametrize("path", ["serial", "parallel"])
 def test_one_region_per_direction_gives_the_contract_passes_numbers(dtype, relu, path):
-    """``batch_norm_train_forward`` / ``_backward`` (one channel job per channel) against the
-    contract's passes run one after the other: the same operations in the same order,
-    so every output is identical, statistics and sums included. "serial" is below the
-    parallel threshold, where the passes themselves run; "parallel" the channel loops."""
+    """``batch_norm_train_forward`` / ``_backward`` and their ``relu`` twins (one job per
+    channel) against the single passes run one after the other: the same operations in
+    the same order, so every output is identical, statistics and sums included. "serial"
+    is below the parallel threshold, where the passes themselves run; "parallel" the
+    channel loops."""
     from se_numpy.kernels.numba import norm
     rng = np.random.default_rng(3)
     channels = max(4, numba.get_num_threads())        # a channel for every thread
@@ -640,16 +641,19 @@ def test_one_region_per_direction_gives_the_contract_passes_numbers(dtype, relu,
         normalize = cpu.batch_norm_relu_normalize if relu else cpu.batch_norm_normalize
         expected_forward = (mean, variance, inverse_std) + normalize(x, mean, inverse_std,
                                                                        weight, bias)
-        forward = norm.batch_norm_train_forward(x, eps, weight, bias, relu)
         normalized = expected_forward[4]
         scale = weight * inverse_std
         if relu:
+            forward = norm.batch_norm_relu_train_forward(x, eps, weight, bias)
             sums = cpu.batch_norm_relu_backward_sums(dy, normalized, weight, bias)
             dx = cpu.batch_norm_relu_backward_dx(dy, normalized, weight, bias, scale, *sums)
+            backward = norm.batch_norm_relu_train_backward(dy, normalized, weight, bias,
+                                                           inverse_std)
         else:
+            forward = norm.batch_norm_train_forward(x, eps, weight, bias)
             sums = cpu.batch_norm_backward_sums(dy, normalized)
             dx = cpu.batch_norm_backward_dx(dy, normalized, scale, *sums)
-        backward = norm.batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu)
+            backward = norm.batch_norm_train_backward(dy, normalized, weight, inverse_std)
     for actual, expected in zip(forward + backward, expected_forward + sums + (dx,)):
         assert_identical(actual, expected)
 

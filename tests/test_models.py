@@ -306,8 +306,7 @@ def test_record_gates_restores_the_blocks():
         model(x)
     model(x)                                   # outside: nothing more is recorded
     assert len(gates["layer1.0.se"]) == 1
-    assert "forward" not in vars(model.layer1[0].se)
-    assert "forward_add" not in vars(model.layer1[0].se)
+    assert all(not block._forward_hooks for block in model.modules())   # every hook removed
 
 
 def test_record_gates_restores_after_an_error():
@@ -315,7 +314,7 @@ def test_record_gates_restores_after_an_error():
     with pytest.raises(ValueError):
         with sn.analysis.record_gates(model):
             model(np.zeros((1, 2, 8, 8), np.float32))      # wrong channel count
-    assert "forward" not in vars(model.layer1[0].se)
+    assert all(not block._forward_hooks for block in model.modules())
 
 
 def test_record_gates_needs_se_blocks():

@@ -245,21 +245,15 @@ show(fig, OUT / "attention_ablation.png")
 
 # %%
 def block_input(model, block, x):
-    """The input ``block`` receives when ``model`` runs on ``x``: its forward (and
-    ``forward_add``, through which a residual unit calls SE) wrapped for one pass."""
+    """The input ``block`` receives when ``model`` runs on ``x``, caught by a forward
+    hook (as PyTorch's ``register_forward_hook``; it also runs when a residual unit
+    calls SE's fused ``forward_add_relu``), removed after the pass."""
     captured = []
-    for method in ("forward", "forward_add"):
-        original = getattr(block, method, None)
-        if original is not None:
-            def wrapped(*args, original=original):
-                captured.append(args[0])
-                return original(*args)
-            setattr(block, method, wrapped)
+    handle = block.register_forward_hook(lambda module, args, output: captured.append(args[0]))
     try:
         model(x)
     finally:
-        for method in ("forward", "forward_add"):
-            block.__dict__.pop(method, None)       # the class's methods again
+        handle.remove()
     return captured[0]
 
 

@@ -53,9 +53,11 @@ class GateRecord(dict):
 def record_gates(model):
     """Context manager collecting every SE block's gates while it is active.
 
-    Each SE block's ``forward`` and ``forward_add`` are wrapped for the
-    duration (the wrappers call the originals, then copy ``last_gates``), and
-    restored on exit, even after an exception.
+    A forward hook (``Module.register_forward_hook``) on each SE block copies
+    ``last_gates`` after every forward variant: ``block(x)``, and the fused
+    ``forward_add`` / ``forward_add_relu`` a residual unit calls, so the unit
+    keeps its fastest path and computes the same numbers. The hooks are
+    removed on exit, even after an exception.
     """
     blocks = [(name, module) for name, module in model.named_modules()
               if isinstance(module, SEBlock)]
@@ -63,20 +65,16 @@ def record_gates(model):
         raise ValueError(f"record_gates: {type(model).__name__} has no SEBlock to record")
     record = GateRecord((name, []) for name, _ in blocks)
 
-    def recording(method, gates_list, block):
-        def wrapper(*args, **kwargs):
-            out = method(*args, **kwargs)
+    def recorder(gates_list):
+        def hook(block, args, output):
             gates_list.append(np.array(block.last_gates, copy=True))
-            return out
-        return wrapper
+        return hook
 
+    handles = []
     try:
         for name, block in blocks:
-            for method_name in ("forward", "forward_add"):
-                original = getattr(block, method_name)
-                object.__setattr__(block, method_name, recording(original, record[name], block))
+            handles.append(block.register_forward_hook(recorder(record[name])))
         yield record
     finally:
-        for _, block in blocks:
-            for method_name in ("forward", "forward_add"):
-                block.__dict__.pop(method_name, None)
+        for handle in handles:
+            handle.remove()

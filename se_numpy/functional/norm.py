@@ -43,9 +43,13 @@ derivative, g = dy · 1[y > 0], then the formulas above with g for dy. The
 mask is recomputed from x̂ (y = γ·x̂ + β), so no mask and no pre-ReLU map is
 stored, and neither direction spends a pass on the ReLU.
 
-The passes over the map run in the active backend's kernels
-(``batch_norm_statistics``, ``batch_norm_normalize``, ``batch_norm_backward_sums``,
-``batch_norm_backward_dx``; the plain NumPy version is in ``kernels/numpy/norm.py``).
+The passes over the map run in the active backend's kernels: in training mode
+one call per direction, ``batch_norm_train_forward`` (statistics, 1/sqrt(σ² + eps),
+normalisation) and ``batch_norm_train_backward`` (Σ dy and Σ dy·x̂, then dx), or
+their ``batch_norm_relu_*`` twins; in evaluation mode ``batch_norm_affine``. The
+plain NumPy version, each of those the composition of the single passes
+(``batch_norm_statistics``, ``batch_norm_normalize``, ...), is in
+``kernels/numpy/norm.py``.
 
 Running statistics follow PyTorch exactly (see ``update_running_stats``).
 """
@@ -122,45 +126,30 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
     if not eps > 0:
         raise ValueError(f"eps: expected a positive number, got {eps!r}")
 
-    if training:
-        count = x.shape[0] * x.shape[2] * x.shape[3]
-        if count < 2:
-            # One value per channel gives σ² = 0 and x̂ = 0: nothing is learned (PyTorch refuses too).
-            raise ValueError(f"x: batch norm in training mode needs more than 1 value per channel, "
-                             f"got shape {x.shape}")
-        one_region = getattr(backend.current(), "batch_norm_train_forward", None)
-        if one_region is not None:   # a backend's fusion of the calls below (kernels/numba/norm.py)
-            return _batch_norm2d_one_region(one_region, x, weight, bias, eps, relu)
-        # Statistics accumulate in float64 (a float32 sum over a large batch loses digits).
-        mean, variance = backend.current().batch_norm_statistics(x)
-    else:
+    # γ = 1 and β = 0 when absent: x̂·1 + 0 is x̂ exactly
+    gamma = weight if weight is not None else np.ones(x.shape[1], x.dtype)
+    beta = bias if bias is not None else np.zeros(x.shape[1], x.dtype)
+    if not training:
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm2d_forward: evaluation mode (training=False) needs "
                              "running_mean and running_var, got None")
-        mean, variance = running_mean, running_var
+        inverse_std = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(x.dtype)
+        return _batch_norm2d_evaluation(x, running_mean, inverse_std, weight, gamma, bias, beta,
+                                        relu)
 
-    inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(x.dtype)
-    # γ = 1 and β = 0 when absent: x̂·1 + 0 is x̂ exactly
-    gamma = weight if weight is not None else np.ones_like(inverse_std)
-    beta = bias if bias is not None else np.zeros_like(inverse_std)
-    if not training:
-        return _batch_norm2d_evaluation(x, mean, inverse_std, weight, gamma, bias, beta, relu)
+    count = x.shape[0] * x.shape[2] * x.shape[3]
+    if count < 2:
+        # One value per channel gives σ² = 0 and x̂ = 0: nothing is learned (PyTorch refuses too).
+        raise ValueError(f"x: batch norm in training mode needs more than 1 value per channel, "
+                         f"got shape {x.shape}")
+    # statistics (accumulated in float64: a float32 sum over a large batch loses digits),
+    # inverse_std = 1/sqrt(σ² + eps) and the normalisation, one kernel call
     if relu:
-        y, normalized = backend.current().batch_norm_relu_normalize(x, mean, inverse_std, gamma,
-                                                                    beta)
+        mean, variance, inverse_std, y, normalized = \
+            backend.current().batch_norm_relu_train_forward(x, eps, gamma, beta)
     else:
-        y, normalized = backend.current().batch_norm_normalize(x, mean, inverse_std, gamma, beta)
-    cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, bool(training),
-                             mean if training else None, variance if training else None,
-                             relu, beta if relu else None)
-    return y, cache
-
-
-def _batch_norm2d_one_region(train_forward, x, weight, bias, eps, relu):
-    """Training mode through a backend's ``batch_norm_train_forward``: the same numbers."""
-    gamma = weight if weight is not None else np.ones(x.shape[1], x.dtype)
-    beta = bias if bias is not None else np.zeros(x.shape[1], x.dtype)
-    mean, variance, inverse_std, y, normalized = train_forward(x, eps, gamma, beta, relu)
+        mean, variance, inverse_std, y, normalized = \
+            backend.current().batch_norm_train_forward(x, eps, gamma, beta)
     cache = BatchNorm2dCache(normalized, inverse_std, weight, bias is not None, True, mean,
                              variance, relu, beta if relu else None)
     return y, cache
@@ -201,28 +190,14 @@ def batch_norm2d_backward(dy, cache):
     gamma = weight if weight is not None else np.ones_like(inverse_std)
     if not training:
         return _batch_norm2d_evaluation_backward(dy, cache, normalized, gamma * inverse_std)
-    one_region = getattr(backend.current(), "batch_norm_train_backward", None)
-    if one_region is not None:   # a backend's fusion of the calls below (kernels/numba/norm.py)
-        sum_dy, sum_dy_normalized, dx = one_region(
-            dy, normalized, gamma, cache.bias if cache.relu else gamma,   # β: read with ReLU only
-            inverse_std, cache.relu)
-        return (dx, sum_dy_normalized if weight is not None else None,
-                sum_dy if has_bias else None)
     if cache.relu:
-        sum_dy, sum_dy_normalized = backend.current().batch_norm_relu_backward_sums(
-            dy, normalized, gamma, cache.bias)
+        sum_dy, sum_dy_normalized, dx = backend.current().batch_norm_relu_train_backward(
+            dy, normalized, gamma, cache.bias, inverse_std)
     else:
-        sum_dy, sum_dy_normalized = backend.current().batch_norm_backward_sums(dy, normalized)
+        sum_dy, sum_dy_normalized, dx = backend.current().batch_norm_train_backward(
+            dy, normalized, gamma, inverse_std)
     dbias = sum_dy if has_bias else None                          # dβ = Σ dy
     dweight = sum_dy_normalized if weight is not None else None   # dγ = Σ dy·x̂
-    scale = gamma * inverse_std                                   # γ/s per channel
-
-    if cache.relu:
-        dx = backend.current().batch_norm_relu_backward_dx(dy, normalized, gamma, cache.bias,
-                                                           scale, sum_dy, sum_dy_normalized)
-    else:
-        dx = backend.current().batch_norm_backward_dx(dy, normalized, scale, sum_dy,
-                                                      sum_dy_normalized)
     return dx, dweight, dbias
 
 

@@ -27,8 +27,8 @@ grid, ``kk = kh·kw``:
     channel       (c,)                one number per channel (batch norm)
     weight        (o, c/g, kh, kw)    convolution filters
     shape         the (n, c, h, w) tuple of a map the kernel writes
-    option        kernel, stride, padding, dilation ((int, int) pairs), groups or
-                  extent (Gather-Excite's int e)
+    option        kernel, stride, padding, dilation ((int, int) pairs), groups,
+                  extent (Gather-Excite's int e) or eps (batch norm's float ε)
 
 Adding a kernel: one row here, one function per backend (same file name),
 and the docs table (``python -m se_numpy.kernels``).
@@ -48,7 +48,8 @@ INTEGER_ROLES = (INDEX, POOLED_INDEX, PLANE_INDEX)
 
 Op = namedtuple("Op", "name file kind arguments outputs")
 Op.__doc__ = """One kernel: ``arguments`` and ``outputs`` are ``(name, role)`` pairs;
-``kind`` is "core" (``functional/`` calls it) or "helper" (tests, benchmarks, docs)."""
+``kind`` is "core" (``functional/`` calls it) or "helper" (tests, benchmarks, docs, and
+the reference's compositions: ``batch_norm_train_forward`` is three helper passes)."""
 
 
 def _row(name, file, kind, arguments, outputs):
@@ -80,29 +81,44 @@ CONTRACT = (
     _row("conv2d_backward", "conv", "core",
          "dout:out_map x:map weight:weight stride:option padding:option dilation:option "
          "groups:option", "dx:map dweight:weight"),
-    # batch normalisation (functional/norm.py)
-    _row("batch_norm_statistics", "norm", "core", "x:map", "mean:channel variance:channel"),
-    _row("batch_norm_normalize", "norm", "core",
+    # batch normalisation (functional/norm.py): the four passes of a training step, the
+    # building blocks of the train_forward/train_backward rows below
+    _row("batch_norm_statistics", "norm", "helper", "x:map", "mean:channel variance:channel"),
+    _row("batch_norm_normalize", "norm", "helper",
          "x:map mean:channel inverse_std:channel weight:channel bias:channel",
          "y:map normalized:map"),
     _row("batch_norm_backward_sums", "norm", "core", "dy:map normalized:map",
          "sum_dy:channel sum_dy_normalized:channel"),
-    _row("batch_norm_backward_dx", "norm", "core",
+    _row("batch_norm_backward_dx", "norm", "helper",
          "dy:map normalized:map scale:channel sum_dy:channel sum_dy_normalized:channel",
          "dx:map"),
     # batch normalisation followed by ReLU, fused (functional/norm.py, nn/residual.py)
-    _row("batch_norm_relu_normalize", "norm", "core",
+    _row("batch_norm_relu_normalize", "norm", "helper",
          "x:map mean:channel inverse_std:channel weight:channel bias:channel",
          "y:map normalized:map"),
-    _row("batch_norm_relu_backward_sums", "norm", "core",
+    _row("batch_norm_relu_backward_sums", "norm", "helper",
          "dy:map normalized:map weight:channel bias:channel",
          "sum_dy:channel sum_dy_normalized:channel"),
-    _row("batch_norm_relu_backward_dx", "norm", "core",
+    _row("batch_norm_relu_backward_dx", "norm", "helper",
          "dy:map normalized:map weight:channel bias:channel scale:channel sum_dy:channel "
          "sum_dy_normalized:channel", "dx:map"),
     # evaluation-mode batch norm: the per-channel affine map, alone and followed by ReLU
     _row("batch_norm_affine", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
     _row("batch_norm_affine_relu", "norm", "core", "x:map scale:channel shift:channel", "y:map"),
+    # a training step's batch norm, one call per direction: statistics, inverse_std =
+    # 1/sqrt(σ² + eps) and normalize; backward sums and dx (with ReLU: the relu passes)
+    _row("batch_norm_train_forward", "norm", "core",
+         "x:map eps:option weight:channel bias:channel",
+         "mean:channel variance:channel inverse_std:channel y:map normalized:map"),
+    _row("batch_norm_train_backward", "norm", "core",
+         "dy:map normalized:map weight:channel inverse_std:channel",
+         "sum_dy:channel sum_dy_normalized:channel dx:map"),
+    _row("batch_norm_relu_train_forward", "norm", "core",
+         "x:map eps:option weight:channel bias:channel",
+         "mean:channel variance:channel inverse_std:channel y:map normalized:map"),
+    _row("batch_norm_relu_train_backward", "norm", "core",
+         "dy:map normalized:map weight:channel bias:channel inverse_std:channel",
+         "sum_dy:channel sum_dy_normalized:channel dx:map"),
     # the end of a residual unit, ReLU(pre-activation), and ReLU's backward from its output
     # (functional/residual.py)
     _row("add_relu_forward", "residual", "core", "u:map shortcut:map", "out:map"),
@@ -214,6 +230,7 @@ EXAMPLE_OPTIONS = {
              "groups": 1},
     # extent 2 on an even map gives the 2×2 pool's grid, so "pooled" fits both
     "gather": {"extent": 2},
+    "norm": {"eps": 1e-5},
 }
 
 

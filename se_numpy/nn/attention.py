@@ -34,7 +34,9 @@ convention (``analysis/counting.py``): counting treats it as one unit, takes
 its parameters from ``parameters()`` and its cost from ``flops``. A block that
 also has ``forward_add(x, shortcut)``/``backward_add`` (SE) gets the scale
 fused with the residual addition in placement "standard"; others are run as
-``attention(x) + shortcut``.
+``attention(x) + shortcut``. A ``forward_add`` ends with
+``self.run_forward_hooks((x, shortcut), out)``, since no ``__call__`` runs the
+hooks there: observers (``analysis.record_gates``) see every call.
 
 Adding a variant is one ``register(AttentionVariant(...))`` call in this file.
 """

@@ -6,12 +6,26 @@ and *adds* dL/dp into every parameter's ``grad``. Children are found by
 attribute assignment, as in PyTorch, so names like ``layer1.0.conv1.weight``
 come out of the attribute path.
 """
+import itertools
 from collections import OrderedDict
 
 import numpy as np
 
 from .load_report import format_load_problems
 from .parameter import Parameter
+
+
+_hook_keys = itertools.count()
+
+
+class HookHandle:
+    """What ``Module.register_forward_hook`` returns; ``remove()`` unregisters the hook."""
+
+    def __init__(self, hooks, key):
+        self._hooks, self._key = hooks, key
+
+    def remove(self):
+        self._hooks.pop(self._key, None)
 
 
 class Module:
@@ -28,6 +42,7 @@ class Module:
         object.__setattr__(self, "_modules", OrderedDict())
         object.__setattr__(self, "training", True)
         object.__setattr__(self, "_cache", None)
+        object.__setattr__(self, "_forward_hooks", OrderedDict())
 
     # ------------------------------------------------------------ registration
     def __setattr__(self, name, value):
@@ -62,7 +77,34 @@ class Module:
         raise NotImplementedError
 
     def __call__(self, *args, **kwargs):
-        return self.forward(*args, **kwargs)
+        return self.run_forward_hooks(args, self.forward(*args, **kwargs))
+
+    # ------------------------------------------------------------ observing forwards
+    def register_forward_hook(self, hook):
+        """Call ``hook(module, args, output)`` after every forward of this module, as
+        PyTorch's ``register_forward_hook``; returns a ``HookHandle`` (``.remove()``).
+
+        Every forward variant runs the hooks once: ``module(x)``, and an attention
+        block's fused ``forward_add(x, shortcut)`` / ``forward_add_relu`` (which a
+        residual unit calls instead) with their own arguments and output. So an
+        observer (``analysis.record_gates`` reads ``last_gates`` in its hook) sees
+        every call, and no layer needs to know it is observed. After an in-place
+        forward (``SEBlock(inplace=True)`` in evaluation mode) ``args[0]`` holds the
+        output. The hook's return value is ignored: unlike PyTorch, it cannot replace
+        the output, which ``backward`` would then not match.
+        """
+        if not callable(hook):
+            raise TypeError(f"hook: expected a callable (module, args, output), "
+                            f"got {type(hook).__name__}")
+        key = next(_hook_keys)
+        self._forward_hooks[key] = hook
+        return HookHandle(self._forward_hooks, key)
+
+    def run_forward_hooks(self, args, output):
+        """Call every registered forward hook with ``(self, args, output)``; returns ``output``."""
+        for hook in tuple(self._forward_hooks.values()):
+            hook(self, args, output)
+        return output
 
     # ------------------------------------------------------------ traversal
     def named_modules(self, prefix=""):

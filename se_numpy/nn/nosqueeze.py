@@ -29,7 +29,8 @@ class NoSqueezeBlock(Module):
         dtype, rng: parameter dtype and seed/generator (PyTorch's Conv2d initialisation).
 
     Shapes: x (N, C, H, W) -> y (N, C, H, W). ``last_gates`` holds the gates
-    s (N, C, H, W) of the last forward.
+    s (N, C, H, W) of the last forward (``forward`` or ``forward_add``; both run the
+    forward hooks).
     """
 
     def __init__(self, channels, reduction=16, gate="sigmoid", bias=True, dtype=np.float32,
@@ -68,8 +69,8 @@ class NoSqueezeBlock(Module):
     # A residual unit with SE in the standard position calls the fused pair; here the
     # addition is simply done after the block (no fused kernel for per-position gates).
     def forward_add(self, x, shortcut):
-        """out = block(x) + shortcut."""
-        return self.forward(x) + shortcut
+        """out = block(x) + shortcut; the forward hooks see (x, shortcut) and out."""
+        return self.run_forward_hooks((x, shortcut), self.forward(x) + shortcut)
 
     def backward_add(self, dout):
         """Backward of ``forward_add``: (dx, dshortcut); the addition passes dout to both."""

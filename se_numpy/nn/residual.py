@@ -133,10 +133,8 @@ class ResidualBlock(ComposedCounting, Module):
 
         # out = ReLU(pre-activation), the addition and the ReLU in one pass; the backward
         # reads ReLU's mask off ``out`` (functional/residual.py), so no mask is stored
-        if (se is not None and placement == "standard" and hasattr(se, "forward_add_relu")
-                and "forward_add" not in vars(se)):
-            # (a forward_add replaced on the instance, e.g. a recording hook of
-            # analysis/gates.py, is called as it is: the fused call would bypass it)
+        # (the block runs its forward hooks in every variant: observers see each call)
+        if se is not None and placement == "standard" and hasattr(se, "forward_add_relu"):
             out = se.forward_add_relu(u, shortcut)          # max(s·u + shortcut, 0)
         elif se is not None and placement == "standard" and hasattr(se, "forward_add"):
             out = relu_forward(se.forward_add(u, shortcut))[0]

@@ -61,8 +61,10 @@ class SEBlock(Module):
             forward raises (as ``torch.nn.ReLU(inplace=True)``, an inference-only saving).
         dtype, rng: parameter dtype and seed/generator for PyTorch-default initialisation.
 
-    Shapes: x (N, C, H, W) -> y (N, C, H, W). After each forward ``last_gates``
-    holds the gates s (N, C), for analyses such as the paper's Fig. 6.
+    Shapes: x (N, C, H, W) -> y (N, C, H, W). After each forward (``forward``,
+    ``forward_add`` or ``forward_add_relu``) ``last_gates`` holds the gates s (N, C),
+    and the forward hooks (``register_forward_hook``) have run, for analyses such
+    as the paper's Fig. 6 (``analysis.record_gates``).
     """
 
     def __init__(self, channels, reduction=16, squeeze="avg", gate="sigmoid", hidden=None,
@@ -133,7 +135,8 @@ class SEBlock(Module):
                                                 self.gate, self.activation, relu=relu,
                                                 in_place=in_place)
         self.last_gates = self._cache["s"]
-        return out
+        # not reached through __call__, so the forward hooks (record_gates) are run here
+        return self.run_forward_hooks((x, shortcut), out)
 
     def backward_add(self, dout):
         """Backward of ``forward_add``: returns (dx, dshortcut)."""

@@ -10,7 +10,8 @@ Files (each with the same name as the reference file it speeds up):
     conv_one_sample.py  a batch of one sample shared by its output; the bias pass
     winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
     direct_conv.py  a direct 3x3 convolution, a study measured against conv.py (not a route)
-    norm.py     the batch-norm passes, and batch norm + ReLU fused
+    norm.py     the batch-norm passes, batch norm + ReLU fused, one region per direction
+    norm_channels.py  the per-channel loops under norm.py's one-region training rows
     residual.py the end of a residual unit: addition and ReLU in one pass
     pool.py     max and average pooling
     channel_pool.py  the per-pixel mean and max over the channels (spatial attention)
@@ -44,10 +45,8 @@ def check_available():
                            f"{error}") from error
 
 
-# not contract rows: optional fusions that functional/norm.py uses where a backend has them
-batch_norm_train_forward = norm.batch_norm_train_forward
-batch_norm_train_backward = norm.batch_norm_train_backward
-conv2d_bias_forward = conv.conv2d_bias_forward        # and functional/conv.py these two
+# not contract rows: optional fusions that functional/conv.py uses where a backend has them
+conv2d_bias_forward = conv.conv2d_bias_forward
 conv2d_weight_backward = conv.conv2d_weight_backward
 
 contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, spatial_gate, gather)

@@ -28,22 +28,27 @@ In memory order both cores stream, for 16 channels as for 2048.
   γ and β with the same operations, so the forward writes no mask and the ReLU
   costs no pass of its own in either direction.
 
-* One parallel region per direction (``batch_norm_train_forward`` and
-  ``_backward``, not contract rows; functional/norm.py uses them where the
-  backend has them): one job per channel does its statistics (backward: its
-  two sums) and then its element-wise pass, while the channel is in L2. The
-  four passes above are four parallel regions per layer, each waiting for its
-  slowest thread; in a training step on a shared machine that, not the bytes,
-  is what they cost. Same operations in the same order: the same numbers.
+* One parallel region per direction (``batch_norm_train_forward``,
+  ``batch_norm_train_backward`` and their ``relu`` twins, the rows
+  functional/norm.py calls in training mode): one job per channel does its
+  statistics (backward: its two sums) and then its element-wise pass, while
+  the channel is in L2. The passes above, one after the other (the numpy
+  reference's composition), are four parallel regions per layer, each waiting
+  for its slowest thread; in a training step on a shared machine that, not
+  the bytes, is what they cost. Same operations in the same order: the same
+  numbers.
 
 Each loop exists serial and parallel (``rows.serial_and_parallel``): below
 ``rows.PARALLEL_MIN_ELEMENTS`` one thread does it, because waking the pool
 costs more than a small map's pass.
 """
 import numpy as np
-from numba import get_num_threads, njit, prange
+from numba import get_num_threads, prange
 
+from ..numpy.norm import inverse_standard_deviation
 from . import rows as row_loops   # its PARALLEL_MIN_ELEMENTS, read at call time (tests change it)
+from .norm_channels import (batch_norm_channel_backward_loop, batch_norm_channel_forward_loop,
+                            normalize_row)
 from .rows import REDUCTION_FLAGS, serial_and_parallel
 
 
@@ -91,18 +96,6 @@ def batch_norm_statistics(x):
     return mean.astype(x.dtype), (squares / (n_images * area)).astype(x.dtype)
 
 
-@njit(cache=True)
-def _normalize_row(x, shift, factor, gamma, beta, relu, zero, y, normalized):
-    """One row's x̂ = (x − μ)·s and y = x̂·γ + β (clipped at 0 when ``relu``); the
-    per-channel numbers arrive as scalars, so the loop vectorises (module docstring)."""
-    for k in range(x.shape[0]):
-        value = (x[k] - shift) * factor
-        normalized[k] = value
-        pre_activation = value * gamma + beta
-        # only a value below 0 becomes 0: NaN stays NaN, as with np.maximum
-        y[k] = zero if relu and pre_activation < zero else pre_activation
-
-
 @serial_and_parallel
 def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y, normalized):
     """x̂ and y = x̂·γ + β (clipped at 0 as it is stored when ``relu``), the reference's
@@ -110,7 +103,7 @@ def batch_norm_normalize_loop(x, mean, inverse_std, weight, bias, relu, zero, y,
     n_images, channels = x.shape[:2]
     for r in prange(n_images * channels):
         n, c = r // channels, r % channels
-        _normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
+        normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
                        y[n, c], normalized[n, c])
     return y, normalized
 
@@ -287,107 +280,10 @@ def batch_norm_affine_relu(x, scale, shift):
 
 
 # ============================================================================ one region per direction
-# The contract's four training passes are four parallel regions per layer, and
-# in a training step on a loaded machine each waits for its slowest thread.
-# These two functions do a direction's passes in one region, one job per
-# channel: the channel's statistics (or backward sums), then its element-wise
-# pass while the channel (N·H·W numbers: 512 kB for a CIFAR map of batch 128)
-# is still in L2. Same arithmetic as the passes above, in the same order, so
-# the same numbers bit for bit (tests/test_kernels_numba.py).
-
-@njit(fastmath=REDUCTION_FLAGS, cache=True)
-def _row_moments(row):
-    """(mean, Σ (x − mean)²) of one row: ``batch_norm_row_moments_loop``'s body."""
-    area = row.shape[0]
-    first = np.float64(row[0])
-    total, squares = 0.0, 0.0
-    for k in range(area):
-        shifted = np.float64(row[k]) - first
-        total += shifted
-        squares += shifted * shifted
-    return first + total / area, max(squares - total * total / area, 0.0)
-
-
-@njit(cache=True)
-def _combine_rows(row_mean, row_squares, area):
-    """μ and σ² of a channel from its rows, summed in n order as NumPy's ``sum(axis=0)`` does
-    (no re-association flag here: these sums must keep that order)."""
-    n_images = row_mean.shape[0]
-    total = 0.0
-    for n in range(n_images):
-        total += row_mean[n]
-    mean = total / n_images
-    squares, spread = 0.0, 0.0
-    for n in range(n_images):
-        squares += row_squares[n]
-    for n in range(n_images):
-        spread += (row_mean[n] - mean) ** 2
-    return mean, (squares + area * spread) / (n_images * area)
-
-
-@njit(fastmath=REDUCTION_FLAGS, cache=True)
-def _row_gradient_sums(dy, normalized, gamma, beta, relu, one):
-    """(Σ g, Σ g·x̂) of one row in float64, g = dy (·1[x̂·γ + β > 0] when ``relu``)."""
-    zero = one - one
-    total, total_product = 0.0, 0.0
-    for k in range(dy.shape[0]):
-        value = normalized[k]
-        gradient = dy[k]
-        if relu:
-            gradient = gradient * (one if value * gamma + beta > zero else zero)
-        total += np.float64(gradient)
-        total_product += np.float64(gradient) * np.float64(value)
-    return total, total_product
-
-
-@serial_and_parallel
-def batch_norm_channel_forward_loop(x, eps, weight, bias, relu, zero, mean, variance,
-                                    inverse_std, y, normalized):
-    """Per channel, one job: its statistics, 1/sqrt(σ² + eps), then x̂ and y (ReLU when ``relu``)."""
-    n_images, channels, area = x.shape
-    for c in prange(channels):
-        row_mean, row_squares = np.empty(n_images), np.empty(n_images)
-        for n in range(n_images):
-            row_mean[n], row_squares[n] = _row_moments(x[n, c])
-        mean[c], variance[c] = _combine_rows(row_mean, row_squares, area)
-        # as functional/norm.py computes it: from σ² in the map's dtype, in float64
-        inverse_std[c] = 1.0 / np.sqrt(np.float64(variance[c]) + eps)
-        for n in range(n_images):
-            _normalize_row(x[n, c], mean[c], inverse_std[c], weight[c], bias[c], relu, zero,
-                           y[n, c], normalized[n, c])
-    return y, normalized
-
-
-@serial_and_parallel
-def batch_norm_channel_backward_loop(dy, normalized, weight, bias, inverse_std, relu, one,
-                                     count, sum_dy, sum_dy_normalized, dx):
-    """Per channel, one job: Σ g and Σ g·x̂ over its rows, then dx (``batch_norm_backward_dx``)."""
-    n_images, channels, area = dy.shape
-    zero = one - one
-    for c in prange(channels):
-        gamma, beta = weight[c], bias[c]
-        partials = np.empty((2, n_images))
-        for n in range(n_images):
-            partials[0, n], partials[1, n] = _row_gradient_sums(dy[n, c], normalized[n, c],
-                                                                gamma, beta, relu, one)
-        total, total_product = 0.0, 0.0
-        for n in range(n_images):
-            total += partials[0, n]
-        for n in range(n_images):
-            total_product += partials[1, n]
-        sum_dy[c] = total                      # stored in the map's dtype, and read back so
-        sum_dy_normalized[c] = total_product   # dx uses the very numbers the contract's dx gets
-        factor = gamma * inverse_std[c] / count   # (γ/s)/M in the map's dtype, as _dx_arguments
-        shift, slope = sum_dy[c], sum_dy_normalized[c]
-        for n in range(n_images):
-            for k in range(area):
-                value = normalized[n, c, k]
-                gradient = dy[n, c, k]
-                if relu:
-                    gradient = gradient * (one if value * gamma + beta > zero else zero)
-                dx[n, c, k] = factor * ((count * gradient - shift) - value * slope)
-    return dx
-
+# The four single passes above, one after the other (the reference's composition),
+# are four parallel regions per layer, and in a training step on a loaded machine
+# each waits for its slowest thread. The rows below run a direction's passes in one
+# region, one job per channel (the loops are in norm_channels.py).
 
 def _one_region_pays(size, channels):
     """Channel jobs for a map the parallel loops would take, with a channel for every thread.
@@ -399,18 +295,15 @@ def _one_region_pays(size, channels):
     return size >= row_loops.PARALLEL_MIN_ELEMENTS and channels >= get_num_threads()
 
 
-def batch_norm_train_forward(x, eps, weight, bias, relu=False):
-    """Training-mode forward in one parallel region: ``(mean, variance, inverse_std, y,
-    normalized)``, the numbers of ``batch_norm_statistics``, then inverse_std =
-    1/sqrt(σ² + eps) as functional/norm.py computes it, then ``batch_norm_normalize``
-    (``batch_norm_relu_normalize`` when ``relu``). Where one region does not pay
-    (``_one_region_pays``), the contract's passes run instead."""
+def _train_forward(x, eps, weight, bias, relu):
+    """``(mean, variance, inverse_std, y, normalized)`` in one parallel region, or, where one
+    region does not pay (``_one_region_pays``), by the passes above: the same numbers."""
     x_rows = _channels(x)
     dtype, channels = x_rows.dtype, x_rows.shape[1]
     weight, bias = _vectors(dtype, weight, bias)
     if not _one_region_pays(x_rows.size, channels):
         mean, variance = batch_norm_statistics(x)
-        inverse_std = (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(dtype)
+        inverse_std = inverse_standard_deviation(variance, eps)
         y, normalized = _normalize(x, mean, inverse_std, weight, bias, relu)
         return mean, variance, inverse_std, y, normalized
     mean, variance, inverse_std = (np.empty(channels, dtype) for _ in range(3))
@@ -420,10 +313,8 @@ def batch_norm_train_forward(x, eps, weight, bias, relu=False):
     return mean, variance, inverse_std, y.reshape(x.shape), normalized.reshape(x.shape)
 
 
-def batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu=False):
-    """Training-mode backward in one parallel region: ``(sum_dy, sum_dy_normalized, dx)``,
-    the numbers of ``batch_norm_backward_sums`` and ``batch_norm_backward_dx`` with
-    scale = γ·inverse_std (their ``batch_norm_relu_*`` twins when ``relu``)."""
+def _train_backward(dy, normalized, weight, bias, inverse_std, relu):
+    """``(sum_dy, sum_dy_normalized, dx)`` in one parallel region, or by the passes above."""
     dy_rows, normalized_rows = _channels(dy), _channels(normalized)
     dtype, channels = dy_rows.dtype, dy_rows.shape[1]
     weight, bias, inverse_std = _vectors(dtype, weight, bias, inverse_std)
@@ -442,3 +333,26 @@ def batch_norm_train_backward(dy, normalized, weight, bias, inverse_std, relu=Fa
     batch_norm_channel_backward_loop(dy_rows, normalized_rows, weight, bias, inverse_std, relu,
                                      dtype.type(1), dtype.type(count), sums[0], sums[1], dx)
     return sums[0], sums[1], dx.reshape(dy.shape)
+
+
+def batch_norm_train_forward(x, eps, weight, bias):
+    """Training-mode forward, one region: the numbers of ``batch_norm_statistics``, then
+    inverse_std = 1/sqrt(σ² + eps), then ``batch_norm_normalize``."""
+    return _train_forward(x, eps, weight, bias, False)
+
+
+def batch_norm_train_backward(dy, normalized, weight, inverse_std):
+    """Training-mode backward, one region: the numbers of ``batch_norm_backward_sums`` and
+    ``batch_norm_backward_dx`` with scale = γ·inverse_std."""
+    # β is read only by ReLU's mask: γ stands in for it (one compiled loop for both)
+    return _train_backward(dy, normalized, weight, weight, inverse_std, False)
+
+
+def batch_norm_relu_train_forward(x, eps, weight, bias):
+    """``batch_norm_train_forward`` with ReLU as y is stored (``batch_norm_relu_normalize``)."""
+    return _train_forward(x, eps, weight, bias, True)
+
+
+def batch_norm_relu_train_backward(dy, normalized, weight, bias, inverse_std):
+    """``batch_norm_train_backward`` through ReLU: the ``batch_norm_relu_backward_*`` numbers."""
+    return _train_backward(dy, normalized, weight, bias, inverse_std, True)

@@ -1,4 +1,4 @@
-"""The four passes of BatchNorm2d, plain NumPy (math and derivation: ``functional/norm.py``).
+"""The passes of BatchNorm2d, plain NumPy (math and derivation: ``functional/norm.py``).
 
 Every per-channel vector is (C,); M = N·H·W values per channel.
 """
@@ -68,3 +68,40 @@ def batch_norm_affine(x, scale, shift):
 def batch_norm_affine_relu(x, scale, shift):
     """max(scale_c · x + shift_c, 0): ``batch_norm_affine`` then ReLU."""
     return np.maximum(batch_norm_affine(x, scale, shift), x.dtype.type(0))
+
+
+# A training step's batch norm, one call per direction: the plain composition of the
+# passes above (what a backend may do in one sweep, kernels/numba/norm.py, must equal this).
+def inverse_standard_deviation(variance, eps):
+    """1 / sqrt(σ² + eps) per channel, computed in float64 and rounded to σ²'s dtype."""
+    return (1.0 / np.sqrt(variance.astype(np.float64) + eps)).astype(variance.dtype)
+
+
+def batch_norm_train_forward(x, eps, weight, bias):
+    """``(mean, variance, inverse_std, y, normalized)``: ``batch_norm_statistics``, then
+    inverse_std = 1/sqrt(σ² + eps), then ``batch_norm_normalize``."""
+    mean, variance = batch_norm_statistics(x)
+    inverse_std = inverse_standard_deviation(variance, eps)
+    return (mean, variance, inverse_std) + batch_norm_normalize(x, mean, inverse_std, weight, bias)
+
+
+def batch_norm_train_backward(dy, normalized, weight, inverse_std):
+    """``(Σ dy, Σ dy·x̂, dx)``: ``batch_norm_backward_sums``, then ``batch_norm_backward_dx``
+    with scale = γ·inverse_std."""
+    sums = batch_norm_backward_sums(dy, normalized)
+    return sums + (batch_norm_backward_dx(dy, normalized, weight * inverse_std, *sums),)
+
+
+def batch_norm_relu_train_forward(x, eps, weight, bias):
+    """``batch_norm_train_forward`` with ``batch_norm_relu_normalize``: y = max(x̂·γ + β, 0)."""
+    mean, variance = batch_norm_statistics(x)
+    inverse_std = inverse_standard_deviation(variance, eps)
+    return (mean, variance, inverse_std) + batch_norm_relu_normalize(x, mean, inverse_std,
+                                                                     weight, bias)
+
+
+def batch_norm_relu_train_backward(dy, normalized, weight, bias, inverse_std):
+    """``batch_norm_train_backward`` through ReLU: the ``batch_norm_relu_backward_*`` passes."""
+    sums = batch_norm_relu_backward_sums(dy, normalized, weight, bias)
+    return sums + (batch_norm_relu_backward_dx(dy, normalized, weight, bias,
+                                               weight * inverse_std, *sums),)
