@@ -128,18 +128,26 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     dilation = as_pair(dilation, "dilation", 1)
     conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)   # rejects empty outputs
 
-    # im2col + matrix product (module docstring), computed by the active backend
-    out = backend.current().conv2d_forward(x, weight, stride, padding, dilation, int(groups))
-    if bias is not None:
-        out = out + bias[None, :, None, None]
+    # im2col + matrix product (module docstring), computed by the active backend; the
+    # bias added by the backend while each block of the output is in cache where it
+    # can (numba), else in place over the fresh output
+    with_bias = getattr(backend.current(), "conv2d_bias_forward", None)
+    if bias is not None and with_bias is not None:
+        out = with_bias(x, weight, bias, stride, padding, dilation, int(groups))
+    else:
+        out = backend.current().conv2d_forward(x, weight, stride, padding, dilation, int(groups))
+        if bias is not None:
+            out += bias[None, :, None, None]
     cache = Conv2dCache(x, weight, bias is not None, stride, padding, dilation, int(groups))
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, input_grad=True):
     """Returns ``(dx, dweight, dbias)``; dbias is None when the forward had no bias.
 
     dout (N, O, OH, OW) -> dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,).
+    ``input_grad=False``: dx is None and not computed (as PyTorch skips it for an
+    input that needs no gradient, e.g. the data under a network's first convolution).
     """
     x, weight, has_bias, stride, padding, dilation, groups = cache
     expected_shape = conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)
@@ -149,7 +157,12 @@ def conv2d_backward(dout, cache):
         raise ValueError(f"dout: expected the shape of the forward output {expected_shape}, "
                          f"got {dout.shape}")
 
-    dx, dweight = backend.current().conv2d_backward(dout, x, weight, stride, padding, dilation,
-                                                    groups)
+    weight_only = getattr(backend.current(), "conv2d_weight_backward", None)
+    if not input_grad and weight_only is not None:
+        dx, dweight = None, weight_only(dout, x, weight, stride, padding, dilation, groups)
+    else:
+        dx, dweight = backend.current().conv2d_backward(dout, x, weight, stride, padding,
+                                                        dilation, groups)
+        dx = dx if input_grad else None
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias
