@@ -128,16 +128,13 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     dilation = as_pair(dilation, "dilation", 1)
     conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)   # rejects empty outputs
 
-    # im2col + matrix product (module docstring), computed by the active backend; the
-    # bias added by the backend while each block of the output is in cache where it
-    # can (numba), else in place over the fresh output
-    with_bias = getattr(backend.current(), "conv2d_bias_forward", None)
-    if bias is not None and with_bias is not None:
-        out = with_bias(x, weight, bias, stride, padding, dilation, int(groups))
+    # im2col + matrix product (module docstring), computed by the active backend (numba
+    # adds the bias to each block of the output while the block is in cache)
+    if bias is not None:
+        out = backend.current().conv2d_bias_forward(x, weight, bias, stride, padding, dilation,
+                                                    int(groups))
     else:
         out = backend.current().conv2d_forward(x, weight, stride, padding, dilation, int(groups))
-        if bias is not None:
-            out += bias[None, :, None, None]
     cache = Conv2dCache(x, weight, bias is not None, stride, padding, dilation, int(groups))
     return out, cache
 
@@ -157,12 +154,11 @@ def conv2d_backward(dout, cache, input_grad=True):
         raise ValueError(f"dout: expected the shape of the forward output {expected_shape}, "
                          f"got {dout.shape}")
 
-    weight_only = getattr(backend.current(), "conv2d_weight_backward", None)
-    if not input_grad and weight_only is not None:
-        dx, dweight = None, weight_only(dout, x, weight, stride, padding, dilation, groups)
-    else:
+    if input_grad:
         dx, dweight = backend.current().conv2d_backward(dout, x, weight, stride, padding,
                                                         dilation, groups)
-        dx = dx if input_grad else None
+    else:
+        dx, dweight = None, backend.current().conv2d_weight_backward(dout, x, weight, stride,
+                                                                     padding, dilation, groups)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias

@@ -45,8 +45,4 @@ def check_available():
                            f"{error}") from error
 
 
-# not contract rows: optional fusions that functional/conv.py uses where a backend has them
-conv2d_bias_forward = conv.conv2d_bias_forward
-conv2d_weight_backward = conv.conv2d_weight_backward
-
 contract.bind(globals(), se, conv, norm, residual, pool, channel_pool, spatial_gate, gather)

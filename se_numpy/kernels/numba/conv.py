@@ -129,8 +129,7 @@ def conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups):
     Per block of S samples: cols = im2col(x[block]) (S, g, C/g·kh·kw, L) in the
     worker's own buffer, then out[block] = W (g, O/g, C/g·kh·kw) @ cols, one
     ``np.matmul`` (a BLAS call per sample and group), written in place, then
-    the bias (O,) or None added to the block while it is in cache (``add_bias``;
-    not a contract row: ``functional/conv.py`` uses it where a backend has it).
+    the bias (O,) or None added to the block while it is in cache (``add_bias``).
     With ``WINOGRAD_MIN_CHANNELS`` set, a 3×3 stride-1 convolution of that many
     channels or more goes by Winograd's F(2×2, 3×3) instead (``winograd.py``).
     -> (N, O, OH, OW)."""
@@ -199,7 +198,7 @@ def flipped_transposed_weight(weight, groups):
 
 def conv2d_weight_backward(dout, x, weight, stride, padding, dilation, groups):
     """dweight alone, where dx is not needed (a network's first convolution: its input is
-    the data). Not a contract row; ``functional/conv.py`` uses it where a backend has it."""
+    the data)."""
     return _backward(dout, x, weight, stride, padding, dilation, groups, False)[1]
 
 
