@@ -59,10 +59,13 @@ def _numpy_step_fn(model, loss_fn, optimizer):
 
 
 def time_se_numpy(backend, batch, warmup, repeats, model_name=MODEL, dtype="float32",
-                  image=IMAGE):
+                  image=IMAGE, input_grad=False):
+    """Median seconds of one step. The stem's dx (the gradient of the images) is not
+    computed unless ``input_grad``, as PyTorch does not compute it: the images need none."""
     import se_numpy as sn
     sn.use_backend(backend)
     model = sn.models.create(model_name, num_classes=10, seed=0, dtype=np.dtype(dtype))
+    model.conv1.needs_input_grad = input_grad
     optimizer = sn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     step = _numpy_step_fn(model, sn.nn.CrossEntropyLoss(), optimizer)
     x, labels = _inputs(batch, dtype=dtype, image=image)
@@ -81,6 +84,7 @@ def layer_breakdown(backend, batch, repeats=3):
     import se_numpy as sn
     sn.use_backend(backend)
     model = sn.models.create(MODEL, num_classes=10, seed=0)
+    model.conv1.needs_input_grad = False                    # as in time_se_numpy
     loss_fn = sn.nn.CrossEntropyLoss()
     totals = defaultdict(float)
 

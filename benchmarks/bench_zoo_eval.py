@@ -11,7 +11,9 @@ compared first) and run in eval mode on the same image. Threads: torch gets
 threadpoolctl and Numba's parallel kernels to N with ``numba.set_num_threads``.
 
 One round times ``--repeats`` forwards of each framework (after ``--warmup``
-untimed ones, which include Numba's compilation) and keeps the median; the
+untimed ones, which include Numba's compilation) and keeps the median;
+``--fold`` times se_numpy with its batch norms folded into the convolutions
+(``sn.nn.fold_batch_norm``), timm as it is (unfolded), and says so; the
 rounds alternate se_numpy and timm so both see the same load, and the ratio
 reported is the median of the per-round ratios, with the load average beside it.
 Writes ``zoo_eval_<model>.json`` into ``--out`` (atomically).
@@ -52,6 +54,9 @@ def main(argv=None):
     parser.add_argument("--inplace", action="store_true",
                         help="SE blocks write their residual unit's output over their input "
                              "(SEBlock(inplace=True): evaluation only)")
+    parser.add_argument("--fold", action="store_true",
+                        help="time se_numpy with batch norm folded into the convolutions "
+                             "(sn.nn.fold_batch_norm; timm, as it is used, does not fold)")
     args = parser.parse_args(argv)
 
     import numba
@@ -71,6 +76,8 @@ def main(argv=None):
     for module in model.modules():
         if isinstance(module, sn.nn.SEBlock):
             module.inplace = args.inplace
+    if args.fold:
+        model = sn.nn.fold_batch_norm(model)
     image = np.random.default_rng(0).standard_normal(
         (args.batch, 3, args.size, args.size)).astype(np.float32)
     tensor = torch.from_numpy(image)
@@ -80,7 +87,7 @@ def main(argv=None):
             return reference(tensor)
 
     result = {"model": args.model, "input": [args.batch, 3, args.size, args.size],
-              "inplace": args.inplace,
+              "inplace": args.inplace, "batch_norm_folded": args.fold,
               "threads": args.threads, "torch": torch.__version__, "timm": timm.__version__,
               "backends": {}}
     with threadpoolctl.threadpool_limits(args.threads):
@@ -106,6 +113,7 @@ def main(argv=None):
         "/proc/loadavg") else None
 
     print(f"{args.model} eval, input {tuple(result['input'])}, {args.threads} threads, "
+          f"batch norm {'folded' if args.fold else 'not folded'}, "
           f"load average {result['loadavg']}")
     print(f"{'backend':<8} {'se_numpy':>10} {'timm':>10} {'ratio':>7}  per-round ratios")
     for backend, row in result["backends"].items():

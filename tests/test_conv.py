@@ -178,6 +178,23 @@ def test_module_backward_accumulates_parameter_gradients_and_matches_functional(
     np.testing.assert_allclose(conv.bias.grad, 2 * expected_dbias, rtol=1e-15)
 
 
+def test_no_input_gradient_gives_the_same_parameter_gradients(each_backend):
+    """``needs_input_grad = False`` (the network's first convolution, under the data):
+    backward returns None and accumulates exactly the gradients of the full backward."""
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(3, 4, 7, 6))
+    layers = [Conv2d(4, 6, 3, stride=2, padding=1, groups=2, dtype=np.float64, rng=0)
+              for _ in range(2)]
+    dout = rng.normal(size=layers[0].output_shape(x.shape))
+    for layer, needs_input_grad in zip(layers, (True, False)):
+        layer.needs_input_grad = needs_input_grad
+        layer(x)
+        dx = layer.backward(dout)
+        assert (dx is None) == (not needs_input_grad)
+    for full, alone in zip(layers[0].parameters(), layers[1].parameters()):
+        np.testing.assert_array_equal(alone.grad, full.grad)
+
+
 def test_initialisation_is_pytorch_default_and_seeded():
     conv = Conv2d(8, 16, 3, groups=2, rng=0)
     bound = 1 / np.sqrt(8 // 2 * 3 * 3)                   # fan_in = in/groups · kh · kw = 36

@@ -14,6 +14,7 @@ import pytest
 from se_numpy.kernels import numba as cpu
 from se_numpy.kernels import numpy as ref
 from se_numpy.kernels.numba import conv as numba_conv
+from se_numpy.kernels.numba import conv_one_sample, direct_conv
 
 # (kernel, stride, padding, dilation, route): every route, odd sizes, rectangular windows
 CASES = [((3, 3), (1, 1), (1, 1), (1, 1), "as convolution"),     # SE-ResNet's 3x3
@@ -118,6 +119,83 @@ def test_samples_per_block_fits_the_budget_and_leaves_blocks_for_the_workers(mon
     assert numba_conv._samples_per_block(5000, 128) == 1      # a sample larger than the budget
     assert numba_conv._samples_per_block(1, 16) == 2          # at most an eighth of the batch
     assert numba_conv._blocks(3, 10, 3) == [(3, 6), (6, 9), (9, 10)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("case", [((3, 3), (1, 1), (1, 1), (1, 1), 1),    # unfolded by channels
+                                  ((3, 2), (2, 1), (1, 0), (1, 2), 2),    # strided, dilated, groups
+                                  ((1, 1), (1, 1), (0, 0), (1, 1), 1)],   # pointwise: cols is x
+                         ids=["3x3", "strided-groups", "pointwise"])
+def test_batch_one_split_across_workers_matches_reference(monkeypatch, case, dtype):
+    """A batch of one sample is shared by its output, not by samples: the workers
+    unfold a range of input channels each, then multiply a range of pixels (or of
+    filters, where there are fewer pixels than filters). Three parts make uneven
+    ranges (channels 3, 3, 1; pixels 32, 32, 8 of 72, or filters 16, 16, 8 of 40
+    at stride 2), handed round to however many threads run; SMALL_PRODUCT = 0
+    takes this path for a small test shape."""
+    kernel, stride, padding, dilation, groups = case
+    monkeypatch.setattr(numba_conv, "SMALL_PRODUCT", 0)
+    monkeypatch.setattr(numba_conv, "worker_count", lambda jobs: 3)
+    assert conv_one_sample.ranges(40, 3, 16) == [(0, 16), (16, 32), (32, 40)]
+    assert conv_one_sample.ranges(7, 3, 1) == [(0, 3), (3, 6), (6, 7)]
+    assert conv_one_sample.ranges(72, 3, 16) == [(0, 32), (32, 64), (64, 72)]
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, size=(1, 7 if groups == 1 else 8, 9, 8))
+    x = x.astype(dtype)
+    weight = rng.uniform(-1, 1, size=(40, x.shape[1] // groups) + kernel).astype(dtype)
+    out, _, _ = check_against_reference(x, weight, (stride, padding, dilation, groups))
+    bias = rng.uniform(-1, 1, size=40).astype(dtype)      # added per range of filters
+    with_bias = numba_conv.conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups)
+    np.testing.assert_array_equal(with_bias, out + bias[None, :, None, None])
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2)], ids=["as convolution", "col2im"])
+def test_bias_is_added_per_block_as_after_the_product(monkeypatch, stride):
+    """Several blocks of samples (BLOCK_BYTES = 1: one sample each): out + bias, the same
+    numbers as adding the bias to the finished output."""
+    monkeypatch.setattr(numba_conv, "BLOCK_BYTES", 1)
+    rng = np.random.default_rng(5)
+    x = rng.uniform(-1, 1, size=(5, 3, 6, 7)).astype(np.float32)
+    weight = rng.uniform(-1, 1, size=(4, 3, 3, 3)).astype(np.float32)
+    bias = rng.uniform(-1, 1, size=4).astype(np.float32)
+    options = (stride, (1, 1), (1, 1), 1)
+    expected = numba_conv.conv2d_forward(x, weight, *options) + bias[None, :, None, None]
+    np.testing.assert_array_equal(numba_conv.conv2d_bias_forward(x, weight, bias, *options),
+                                  expected)
+
+
+@pytest.mark.parametrize("case", CASES[:1] + CASES[5:], ids=lambda case: case[4])
+def test_weight_gradient_alone_is_the_full_backwards_dweight(case):
+    """``conv2d_weight_backward`` (no dx: a network's first convolution) skips the dx work
+    of every route and returns the same dW, bit for bit (the same chunks, the same sums)."""
+    kernel, stride, padding, dilation, _ = case
+    rng = np.random.default_rng(6)
+    x = rng.uniform(-1, 1, size=(9, 4, 7, 6)).astype(np.float32)
+    weight = rng.uniform(-1, 1, size=(6, 2) + kernel).astype(np.float32)
+    options = (stride, padding, dilation, 2)
+    dout = rng.uniform(-1, 1, size=cpu.conv2d_forward(x, weight, *options).shape)
+    dout = dout.astype(np.float32)
+    _, expected = cpu.conv2d_backward(dout, x, weight, *options)
+    np.testing.assert_array_equal(numba_conv.conv2d_weight_backward(dout, x, weight, *options),
+                                  expected)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [(5, 7), (1, 1), (4, 3)])
+def test_direct_convolution_study_matches_reference(dtype, size):
+    """``direct_conv.conv3x3`` (a study, not a route): the same sums as the reference, each
+    multiply-add possibly fused (one rounding instead of two), held to the same bound."""
+    rng = np.random.default_rng(8)
+    x = rng.uniform(-1, 1, size=(3, 5) + size).astype(dtype)
+    weight = rng.uniform(-1, 1, size=(8, 5, 3, 3)).astype(dtype)
+    options = ((1, 1), (1, 1), (1, 1), 1)
+    expected = ref.conv2d_forward(x, weight, *options)
+    absolute = ref.conv2d_forward(np.abs(x), np.abs(weight), *options)
+    out = direct_conv.conv3x3(x, weight)
+    assert out.dtype == x.dtype and out.shape == expected.shape
+    assert np.all(np.abs(out - expected) <= bound(absolute, weight[0].size, dtype))
+    with pytest.raises(ValueError, match="multiple of 4"):
+        direct_conv.conv3x3(x, weight[:6])
 
 
 # Winograd F(2×2, 3×3), opt-in (WINOGRAD_MIN_CHANNELS, None by default). Its rounding is not the direct

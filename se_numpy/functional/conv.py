@@ -128,18 +128,23 @@ def conv2d_forward(x, weight, bias=None, stride=1, padding=0, dilation=1, groups
     dilation = as_pair(dilation, "dilation", 1)
     conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)   # rejects empty outputs
 
-    # im2col + matrix product (module docstring), computed by the active backend
-    out = backend.current().conv2d_forward(x, weight, stride, padding, dilation, int(groups))
+    # im2col + matrix product (module docstring), computed by the active backend (numba
+    # adds the bias to each block of the output while the block is in cache)
     if bias is not None:
-        out = out + bias[None, :, None, None]
+        out = backend.current().conv2d_bias_forward(x, weight, bias, stride, padding, dilation,
+                                                    int(groups))
+    else:
+        out = backend.current().conv2d_forward(x, weight, stride, padding, dilation, int(groups))
     cache = Conv2dCache(x, weight, bias is not None, stride, padding, dilation, int(groups))
     return out, cache
 
 
-def conv2d_backward(dout, cache):
+def conv2d_backward(dout, cache, input_grad=True):
     """Returns ``(dx, dweight, dbias)``; dbias is None when the forward had no bias.
 
     dout (N, O, OH, OW) -> dx (N, C, H, W), dweight (O, C/g, kh, kw), dbias (O,).
+    ``input_grad=False``: dx is None and not computed (as PyTorch skips it for an
+    input that needs no gradient, e.g. the data under a network's first convolution).
     """
     x, weight, has_bias, stride, padding, dilation, groups = cache
     expected_shape = conv2d_output_shape(x.shape, weight.shape, stride, padding, dilation)
@@ -149,7 +154,11 @@ def conv2d_backward(dout, cache):
         raise ValueError(f"dout: expected the shape of the forward output {expected_shape}, "
                          f"got {dout.shape}")
 
-    dx, dweight = backend.current().conv2d_backward(dout, x, weight, stride, padding, dilation,
-                                                    groups)
+    if input_grad:
+        dx, dweight = backend.current().conv2d_backward(dout, x, weight, stride, padding,
+                                                        dilation, groups)
+    else:
+        dx, dweight = None, backend.current().conv2d_weight_backward(dout, x, weight, stride,
+                                                                     padding, dilation, groups)
     dbias = dout.sum(axis=(0, 2, 3)) if has_bias else None
     return dx, dweight, dbias

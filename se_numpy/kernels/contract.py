@@ -25,6 +25,7 @@ grid, ``kk = kh·kw``:
     plane         (n, 1, h, w)        one number per pixel, pooled over the channels
     plane_index   (n, 1, h, w) int64  the channel c of a pixel's maximum over c
     channel       (c,)                one number per channel (batch norm)
+    filter        (o,)                one number per filter (a convolution's bias)
     weight        (o, c/g, kh, kw)    convolution filters
     shape         the (n, c, h, w) tuple of a map the kernel writes
     option        kernel, stride, padding, dilation ((int, int) pairs), groups,
@@ -39,6 +40,7 @@ import numpy as np
 
 MAP, OUT_MAP, POOLED, POOLED_INDEX = "map", "out_map", "pooled", "pooled_index"
 COLUMNS, VECTOR, INDEX, CHANNEL, WEIGHT = "columns", "vector", "index", "channel", "weight"
+FILTER = "filter"
 PLANE, PLANE_INDEX = "plane", "plane_index"
 SHAPE, OPTION = "shape", "option"
 
@@ -78,6 +80,13 @@ CONTRACT = (
     _row("conv2d_forward", "conv", "core",
          "x:map weight:weight stride:option padding:option dilation:option groups:option",
          "out:out_map"),
+    # with a bias, and dweight alone (the data under a first convolution needs no dx)
+    _row("conv2d_bias_forward", "conv", "core",
+         "x:map weight:weight bias:filter stride:option padding:option dilation:option "
+         "groups:option", "out:out_map"),
+    _row("conv2d_weight_backward", "conv", "core",
+         "dout:out_map x:map weight:weight stride:option padding:option dilation:option "
+         "groups:option", "dweight:weight"),
     _row("conv2d_backward", "conv", "core",
          "dout:out_map x:map weight:weight stride:option padding:option dilation:option "
          "groups:option", "dx:map dweight:weight"),
@@ -245,7 +254,7 @@ def _role_shapes(shape):
     kh, kw = conv["kernel"]
     return {MAP: (n, c, h, w), OUT_MAP: (n, c, oh, ow), POOLED: (n, c, ph, pw),
             POOLED_INDEX: (n, c, ph, pw), COLUMNS: (n, c * kh * kw, oh * ow),
-            VECTOR: (n, c), INDEX: (n, c), CHANNEL: (c,), PLANE: (n, 1, h, w),
+            VECTOR: (n, c), INDEX: (n, c), CHANNEL: (c,), FILTER: (c,), PLANE: (n, 1, h, w),
             PLANE_INDEX: (n, 1, h, w),
             WEIGHT: (c, c // conv["groups"], kh, kw)}
 
@@ -283,7 +292,7 @@ def example_arguments(name, shape, dtype, seed=0):
             arguments.append(_window_positions(rng, shape, shapes[role]))
         elif role == PLANE_INDEX:
             arguments.append(rng.integers(0, shape[1], size=shapes[role]).astype(np.int64))
-        elif role in (VECTOR, CHANNEL):
+        elif role in (VECTOR, CHANNEL, FILTER):
             arguments.append(rng.uniform(0.5, 1.5, size=shapes[role]).astype(dtype))
         else:
             arguments.append(rng.uniform(-1, 1, size=shapes[role]).astype(dtype))

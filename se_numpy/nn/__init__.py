@@ -7,6 +7,7 @@ from .cuda_se import CudaSEBlock
 from .conv import Conv2d
 from .dropout import Dropout
 from .eca import ECA
+from .fold import FoldedBatchNorm, fold_batch_norm
 from .effective_se import EffectiveSE
 from .gather_excite import GatherExcite
 from .inception import InceptionModule

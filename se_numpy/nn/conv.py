@@ -15,6 +15,10 @@ class Conv2d(Module):
     U(−1/sqrt(fan_in), 1/sqrt(fan_in)) for weight and bias, fan_in = in/groups·kh·kw.
     ``rng`` is a ``numpy.random.Generator``, an int seed, or None for the shared
     generator of ``se_numpy.nn.init`` (seeded with ``init.DEFAULT_SEED``).
+
+    ``needs_input_grad`` (True): with False, ``backward`` accumulates the
+    parameters' gradients and returns None, without computing dx (a network's
+    first convolution, whose input is the data; PyTorch skips dx there too).
     """
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1,
@@ -36,6 +40,7 @@ class Conv2d(Module):
         self.weight = Parameter(uniform_fan_in(weight_shape, fan_in, generator, dtype))
         self.bias = Parameter(uniform_fan_in((out_channels,), fan_in, generator, dtype)) \
             if bias else None
+        self.needs_input_grad = True
 
     def forward(self, x):
         check_nchw(x, "x", channels=self.in_channels)
@@ -46,7 +51,7 @@ class Conv2d(Module):
         return out
 
     def backward(self, dy):
-        dx, dweight, dbias = conv2d_backward(dy, _require_cache(self))
+        dx, dweight, dbias = conv2d_backward(dy, _require_cache(self), self.needs_input_grad)
         self.weight.accumulate(dweight)
         if self.bias is not None:
             self.bias.accumulate(dbias)

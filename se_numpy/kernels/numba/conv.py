@@ -18,7 +18,8 @@ from numba import njit
 
 from ..contract import conv_output_size
 from . import winograd
-from .threads import run_chunks
+from .conv_one_sample import add_bias, forward_shared_by_output
+from .threads import run_chunks, worker_count
 from .unfold import col2im_loop, col2im_samples, im2col_loop, im2col_samples
 from .unfold import col2im_sample, im2col_sample  # noqa: F401  (the per-sample loops, for tests)
 
@@ -118,17 +119,26 @@ def _winograd(x, weight, padding):
 
 
 def conv2d_forward(x, weight, stride, padding, dilation, groups):
-    """Convolution without bias, the reference's conv2d_forward computed a block at a time.
+    """Convolution without bias (the contract's row): ``conv2d_bias_forward`` with no bias."""
+    return conv2d_bias_forward(x, weight, None, stride, padding, dilation, groups)
+
+
+def conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups):
+    """Convolution plus bias, the reference's conv2d_forward (+ bias) computed a block at a time.
 
     Per block of S samples: cols = im2col(x[block]) (S, g, C/g·kh·kw, L) in the
     worker's own buffer, then out[block] = W (g, O/g, C/g·kh·kw) @ cols, one
-    ``np.matmul`` (a BLAS call per sample and group), written in place.
+    ``np.matmul`` (a BLAS call per sample and group), written in place, then
+    the bias (O,) or None added to the block while it is in cache (``add_bias``).
     With ``WINOGRAD_MIN_CHANNELS`` set, a 3×3 stride-1 convolution of that many
     channels or more goes by Winograd's F(2×2, 3×3) instead (``winograd.py``).
     -> (N, O, OH, OW)."""
     x, weight = np.ascontiguousarray(x), np.ascontiguousarray(weight)
     if use_winograd(weight.shape[2:], stride, dilation, groups, x.shape[1]):
-        return _winograd(x, weight, padding)
+        out = _winograd(x, weight, padding)
+        if bias is not None:
+            out += bias[None, :, None, None]
+        return out
     n, out_channels = x.shape[0], weight.shape[0]
     out_h, out_w = _output_size(x.shape, weight.shape[2:], stride, padding, dilation)
     window = _window(weight.shape[2:], stride, padding, dilation, out_h, out_w)
@@ -136,6 +146,7 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     filters, rows = weight_by_group.shape[1:]
     pixels = out_h * out_w
     out = np.empty((n, groups, filters, pixels), dtype=x.dtype)
+    bias_by_group = None if bias is None else np.ascontiguousarray(bias).reshape(groups, filters)
     pointwise = _is_pointwise(weight.shape[2:], stride, padding)
     per_block = _samples_per_block(groups * rows * pixels * x.itemsize, n)
     blocks = _blocks(0, n, per_block)
@@ -152,9 +163,16 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
             im2col_samples(x[first:stop], cols, *window)
         np.matmul(weight_by_group, cols.reshape(stop - first, groups, rows, pixels),
                   out=out[first:stop])
+        if bias_by_group is not None:
+            add_bias(out[first:stop], bias_by_group)
 
-    run_chunks(one_block, len(blocks), scratch,
-               hold_blas=out_channels * rows * pixels < SMALL_PRODUCT)
+    small = out_channels * rows * pixels < SMALL_PRODUCT
+    workers = worker_count(len(blocks) + 1)
+    if len(blocks) < workers and not small:          # batch 1: share the output instead
+        forward_shared_by_output(x, weight_by_group, bias_by_group, out, pointwise, window,
+                                 workers)
+    else:
+        run_chunks(one_block, len(blocks), scratch, hold_blas=small)
     return out.reshape(n, out_channels, out_h, out_w)
 
 
@@ -178,8 +196,20 @@ def flipped_transposed_weight(weight, groups):
         groups, channels, -1)
 
 
+def conv2d_weight_backward(dout, x, weight, stride, padding, dilation, groups):
+    """dweight alone, where dx is not needed (a network's first convolution: its input is
+    the data)."""
+    return _backward(dout, x, weight, stride, padding, dilation, groups, False)[1]
+
+
 def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
-    """``(dx, dweight)`` as the reference's conv2d_backward, a block of samples at a time.
+    """``(dx, dweight)``: see ``_backward``."""
+    return _backward(dout, x, weight, stride, padding, dilation, groups, True)
+
+
+def _backward(dout, x, weight, stride, padding, dilation, groups, input_grad):
+    """``(dx, dweight)`` as the reference's conv2d_backward, a block of samples at a time;
+    dx is None, and none of its work done, unless ``input_grad``.
 
     Per block: cols = im2col(x[block]) again, dW_γᵀ += cols_γ @ dout_γᵀ, then dx
     by one of three routes:
@@ -206,14 +236,14 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     filters, rows = weight_by_group.shape[1:]
     pixels, in_pixels = out_h * out_w, x.shape[2] * x.shape[3]
     dout = np.ascontiguousarray(dout).reshape(n, groups, filters, pixels)
-    dx = np.empty(x.shape, dtype=x.dtype)
-    dx_by_group = dx.reshape(n, groups, -1, in_pixels)                  # (N, g, C/g, H·W)
+    dx = np.empty(x.shape, dtype=x.dtype) if input_grad else None
+    dx_by_group = dx.reshape(n, groups, -1, in_pixels) if input_grad else None  # (N, g, C/g, H·W)
     pointwise = _is_pointwise(weight.shape[2:], stride, padding)
-    dx_padding = None if pointwise else _dx_as_convolution_padding(
+    dx_padding = None if pointwise or not input_grad else _dx_as_convolution_padding(
         weight.shape[2:], stride, padding, dilation)
     dx_by_winograd = dx_padding is not None and use_winograd(weight.shape[2:], stride, dilation,
                                                              groups, out_channels)
-    if dx_by_winograd:
+    if dx_by_winograd or not input_grad:
         dx_padding, dcols_shape = None, (0, 0)                          # dW only in the loop
     elif dx_padding is not None:
         flipped = flipped_transposed_weight(weight, groups)             # (g, C/g, O/g·kh·kw)
@@ -225,7 +255,7 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     per_block = _samples_per_block(per_sample, n)
 
     def scratch():
-        shape = (0, 0) if pointwise or dx_by_winograd else dcols_shape
+        shape = (0, 0) if pointwise else dcols_shape
         return (np.empty((per_block, groups * rows, pixels), dtype=x.dtype),
                 np.empty((per_block,) + shape, dtype=x.dtype),
                 np.empty((per_block, groups, rows, filters), dtype=x.dtype))
@@ -245,6 +275,8 @@ def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
             np.matmul(cols.reshape(count, groups, rows, pixels), dout_block.transpose(0, 1, 3, 2),
                       out=block_dweight)
             add_samples(dweight.reshape(-1), block_dweight.reshape(count, -1))
+            if not input_grad:
+                continue
             if dx_padding is not None:
                 im2col_samples(dout_block.reshape(count, out_channels, out_h, out_w), dcols,
                                *dx_window)

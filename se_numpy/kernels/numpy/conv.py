@@ -89,6 +89,23 @@ def conv2d_forward(x, weight, stride, padding, dilation, groups):
     return out.reshape(n, out_channels, out_h, out_w)
 
 
+def conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups):
+    """``conv2d_forward`` plus one bias per filter: out[n, o, i, j] += bias[o].  bias (O,)."""
+    out = conv2d_forward(x, weight, stride, padding, dilation, groups)
+    out += bias[None, :, None, None]
+    return out
+
+
+def conv2d_weight_backward(dout, x, weight, stride, padding, dilation, groups):
+    """dweight of ``conv2d_backward`` alone: dW_γ = dout_γ @ cols_γᵀ, no dcols, no col2im
+    (the data under a network's first convolution needs no gradient)."""
+    n, out_channels = dout.shape[:2]
+    cols = im2col(x, weight.shape[2:], stride, padding, dilation)
+    cols_by_group = _batch_side_by_side(cols, groups)                   # (g, K, N·L)
+    dout_by_group = _batch_side_by_side(dout.reshape(n, out_channels, -1), groups)
+    return (dout_by_group @ cols_by_group.transpose(0, 2, 1)).reshape(weight.shape)
+
+
 def conv2d_backward(dout, x, weight, stride, padding, dilation, groups):
     """``(dx, dweight)`` of ``conv2d_forward``; dout (N, O, OH, OW).
 
