@@ -57,7 +57,10 @@ def pytest_sessionstart(session):
     import subprocess
     import sys
     warm_up = os.path.join(os.path.dirname(__file__), "numba_warm_up.py")
-    subprocess.run([sys.executable, warm_up], check=True)    # its memory goes when it ends
+    # the se_numpy imported here is the one the workers import: the warm-up must use it too
+    root = os.path.dirname(os.path.dirname(os.path.abspath(se_numpy.__file__)))
+    subprocess.run([sys.executable, warm_up], check=True,     # its memory goes when it ends
+                   env=dict(os.environ, SE_NUMPY_WARM_UP_ROOT=root))
 
 
 # Files whose peak memory is large (ImageNet-size models, pools of training processes, the

@@ -39,6 +39,7 @@ measurements.
 """
 import collections
 import json
+import os
 import subprocess
 import sys
 import types
@@ -46,8 +47,22 @@ import types
 import numpy as np
 from numba.core.registry import CPUDispatcher
 
-from se_numpy.kernels import contract
-from se_numpy.kernels import numba as backend
+# Compile into the cache of the se_numpy the test workers import, in every process:
+# the conftest names its folder here. Without it, "python tests/numba_warm_up.py"
+# would import an installed copy (sys.path starts at tests/) and a "python -c" child
+# the one under its working directory: two copies, two caches, and the check below
+# would see each process compile functions the other's analysis does not know.
+ROOT = os.environ.get("SE_NUMPY_WARM_UP_ROOT")
+if ROOT:
+    sys.path.insert(0, ROOT)
+
+import se_numpy  # noqa: E402
+from se_numpy.kernels import contract  # noqa: E402
+from se_numpy.kernels import numba as backend  # noqa: E402
+
+if ROOT and not os.path.abspath(se_numpy.__file__).startswith(os.path.abspath(ROOT) + os.sep):
+    raise RuntimeError(f"numba warm-up: imported se_numpy from {se_numpy.__file__}, "
+                       f"expected the copy under {ROOT}")
 
 PACKAGE = "se_numpy."
 DTYPES = (np.float32, np.float64)
