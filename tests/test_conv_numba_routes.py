@@ -134,6 +134,7 @@ def test_batch_one_split_across_workers_matches_reference(monkeypatch, case, dty
     at stride 2), handed round to however many threads run; SMALL_PRODUCT = 0
     takes this path for a small test shape."""
     kernel, stride, padding, dilation, groups = case
+    monkeypatch.setattr(numba_conv, "SHARE_ONE_SAMPLE", True)     # opt-in (conv.py says why)
     monkeypatch.setattr(numba_conv, "SMALL_PRODUCT", 0)
     monkeypatch.setattr(numba_conv, "worker_count", lambda jobs: 3)
     assert conv_one_sample.ranges(40, 3, 16) == [(0, 16), (16, 32), (32, 40)]

@@ -7,7 +7,7 @@ Files (each with the same name as the reference file it speeds up):
     se.py       squeeze, scale, the fused SE passes
     conv.py     im2col, col2im and the convolution by blocks of samples
     unfold.py   the per-sample unfolding and folding loops under conv.py
-    conv_one_sample.py  a batch of one sample shared by its output; the bias pass
+    conv_one_sample.py  a batch of one sample shared by its output (opt-in); the bias pass
     winograd.py Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions (opt-in)
     direct_conv.py  a direct 3x3 convolution, a study measured against conv.py (not a route)
     norm.py     the batch-norm passes, batch norm + ReLU fused, one region per direction

@@ -39,6 +39,13 @@ SMALL_PRODUCT = 1 << 23
 # per call) costs more than the product saves (docs/kernels.md, "Convolution").
 WINOGRAD_MIN_CHANNELS = None
 
+# A batch of one sample shared among the workers by its output (conv_one_sample.py)
+# instead of one block on OpenBLAS's own threads. Off by default: on a quiet machine
+# it was slower (seresnet50 at batch 1, 143 ms against 96-109 ms), on a loaded one
+# faster (201-380 ms against 699-1150 ms), where OpenBLAS's spinning pool loses
+# (docs/kernels.md, "Convolution").
+SHARE_ONE_SAMPLE = False
+
 # A worker's unfolded block of samples stays under this size: in L2 (2 MB per
 # core on the Xeon of docs/kernels.md, 1 MB on many others), and samples enough
 # per BLAS call that the calls from Python cost little beside the work.
@@ -168,7 +175,7 @@ def conv2d_bias_forward(x, weight, bias, stride, padding, dilation, groups):
 
     small = out_channels * rows * pixels < SMALL_PRODUCT
     workers = worker_count(len(blocks) + 1)
-    if len(blocks) < workers and not small:          # batch 1: share the output instead
+    if SHARE_ONE_SAMPLE and len(blocks) < workers and not small:   # batch 1: by the output
         forward_shared_by_output(x, weight_by_group, bias_by_group, out, pointwise, window,
                                  workers)
     else:

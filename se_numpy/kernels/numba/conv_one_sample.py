@@ -1,7 +1,8 @@
 """A convolution's forward for a batch too small to share by samples (evaluation at batch 1).
 
 ``conv.py`` shares a batch among its workers by blocks of samples; one sample
-is one block, so there it shares the output instead (``forward_shared_by_output``).
+is one block, so there it can share the output instead (``forward_shared_by_output``,
+with ``conv.SHARE_ONE_SAMPLE`` set: off by default, conv.py says why).
 ``add_bias`` is the bias pass both paths run on a block of the output while it
 is in cache.
 """
