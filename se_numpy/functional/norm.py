@@ -59,6 +59,8 @@ import numpy as np
 
 from .._validation import check_float_array, check_nchw, check_same_dtype, check_shape
 from ..kernels import backend
+from ..kernels.numpy.norm import inverse_standard_deviation
+
 
 def _per_channel(values):
     """(C,) -> (1, C, 1, 1), so a per-channel value lines up with an NCHW map."""
@@ -133,7 +135,7 @@ def _batch_norm2d(x, weight, bias, running_mean, running_var, training, eps, rel
         if running_mean is None or running_var is None:
             raise ValueError("batch_norm2d_forward: evaluation mode (training=False) needs "
                              "running_mean and running_var, got None")
-        inverse_std = (1.0 / np.sqrt(running_var.astype(np.float64) + eps)).astype(x.dtype)
+        inverse_std = inverse_standard_deviation(running_var, eps)   # running_var has x's dtype
         return _batch_norm2d_evaluation(x, running_mean, inverse_std, weight, gamma, bias, beta,
                                         relu)
 
