@@ -258,7 +258,7 @@ def products_alone(x, w, pair):
 
     jobs = dict.fromkeys(("forward", "dW", "dx"), len(blocks))
     workers = worker_count(len(blocks) + 1)
-    if len(blocks) < workers and not hold:          # batch 1: the output split, as the kernel
+    if conv.SHARE_ONE_SAMPLE and len(blocks) < workers and not hold:   # as the kernel: batch 1
         by_pixels = pixels >= o
         out_ranges = conv_one_sample.ranges(pixels if by_pixels else o, workers, 16)
         jobs["forward"] = len(out_ranges)
