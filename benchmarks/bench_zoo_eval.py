@@ -4,19 +4,21 @@
     ... --model seresnet50 --size 224 --batch 1 --threads 2 --rounds 7 --out bench_out
     PYTHONPATH=. /path/to/torch-venv/bin/python benchmarks/bench_zoo_eval.py   # one venv for both
 
-timm runs in a process of its own. PyTorch's wheel ships ``libgomp.so.1`` and
-Numba's OpenMP threading layer links a library of the same name, so in one
-process the dynamic loader gives both frameworks ONE OpenMP runtime, and GNU
-OpenMP reads ``OMP_WAIT_POLICY`` once, when it is loaded. se_numpy's numba
-backend sets ``passive`` for its process (its workers must not spin on the
-cores its convolution threads need); PyTorch runs best with OpenMP's default
-(spinning) workers. In one process, whichever policy wins, the other
-framework is measured slower than its users see it. So this process imports
-neither torch nor timm: it starts ``--timm-python`` (default: this
-interpreter) on this same file as a persistent worker, with the environment
-this script was started with, and each framework runs with its own defaults.
-The JSON records the interpreter that ran timm and the ``OMP_WAIT_POLICY``
-each side ran with.
+timm runs in a process of its own. GNU OpenMP reads ``OMP_WAIT_POLICY``
+once, when its runtime is loaded: PyTorch's at ``import torch`` (the wheel
+ships its own ``libgomp.so.1``), Numba's when its threading layer starts.
+se_numpy's numba backend sets ``passive`` for its process (its OpenMP workers
+must not spin on the cores its convolution threads need); PyTorch runs best
+with OpenMP's default (spinning for a while). In one process the two cannot
+both get their defaults reliably: where the loader gives both ONE runtime
+(both naming ``libgomp.so.1``), the first to load it sets the policy for
+both; where each loads its own, what each reads depends on the order of the
+imports. So this process imports neither torch nor timm: it starts ``--timm-python`` (default:
+this interpreter) on this same file as a persistent worker, with the
+environment this script was started with, and each framework runs with its
+own defaults. The JSON records the interpreter that ran timm and the
+``OMP_WAIT_POLICY`` each side ran with. To see what a runtime read, run with
+``OMP_DISPLAY_ENV=verbose``: ``GOMP_SPINCOUNT = '0'`` is passive.
 
 Needs torch and timm in the worker's interpreter and threadpoolctl beside
 se_numpy (torch and timm are never dependencies of the project). The worker
