@@ -49,6 +49,7 @@ import os
 LAUNCH_ENVIRONMENT = dict(os.environ)
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import json  # noqa: E402
 import signal  # noqa: E402
 import statistics  # noqa: E402
@@ -190,17 +191,16 @@ class TimmWorker:
                             f"its stderr ends with:\n{tail}")
 
     def close(self):
-        if self.process.poll() is None:
-            try:
-                self.process.stdin.write(json.dumps({"command": "quit"}) + "\n")
-                self.process.stdin.close()
-            except BrokenPipeError:
-                pass
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """Ask the worker to quit (its stdin then ends too), wait a minute, else kill it."""
+        with contextlib.suppress(BrokenPipeError):   # a worker that already died
+            self.process.stdin.write(json.dumps({"command": "quit"}) + "\n")
+        with contextlib.suppress(BrokenPipeError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
         self.process.stdout.close()
         self.stderr.close()
 
