@@ -51,6 +51,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import same_threads  # noqa: E402  (before se_numpy: it keeps the starting environment)
+
 # (C, O, H, kernel, stride, padding, count per SE-ResNet-20 step)
 SHAPES = [(3, 16, 32, 3, 1, 1, 1), (16, 16, 32, 3, 1, 1, 6),
           (16, 32, 32, 3, 2, 1, 1), (32, 32, 16, 3, 1, 1, 5), (16, 32, 32, 1, 2, 0, 1),
@@ -315,7 +318,7 @@ def versus_torch(args):
             [args.torch_python, "-c", SPLIT_TORCH_CODE, str(args.batch), str(args.repeats),
              str(1 if args.cpu_time else args.threads), args.dtype, json.dumps(shapes),
              "1" if forward_only else "0", "cpu" if args.cpu_time else "wall"],
-            capture_output=True, text=True)
+            capture_output=True, text=True, env=same_threads.torch_environment())
         if completed.returncode != 0:
             raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
         theirs = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -404,7 +407,8 @@ def compare_wide(repeats):
 
 def time_torch(python, batch, repeats, threads, dtype):
     completed = subprocess.run([python, "-c", TORCH_CODE, str(batch), str(repeats), str(threads),
-                                dtype, json.dumps(SHAPES)], capture_output=True, text=True)
+                                dtype, json.dumps(SHAPES)], capture_output=True, text=True,
+                               env=same_threads.torch_environment())
     if completed.returncode != 0:
         raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -457,9 +461,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.versus_torch and not args.torch_python:
         parser.error("--versus-torch needs --torch-python")
-    sys.path.insert(0, os.path.dirname(__file__))
-    from bench_train_step import set_threads
-    set_threads(1 if args.cpu_time or args.winograd or args.direct or args.wide else args.threads)
+    one_thread = args.cpu_time or args.winograd or args.direct or args.wide
+    same_threads.set_se_numpy_threads(1 if one_thread else args.threads)
     if args.versus_torch:
         versus_torch(args)
         return 0
