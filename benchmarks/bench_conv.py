@@ -242,8 +242,9 @@ def products_alone(x, w, pair):
     by_convolution = dx_padding is not None and not conv._is_pointwise(w.shape[2:], stride, padding)
     flipped = conv.flipped_transposed_weight(w, 1)
     dcols_rows, dcols_pixels = (flipped.shape[2], in_pixels) if by_convolution else (rows, pixels)
-    per_block = conv._samples_per_block(
-        (rows * pixels + dcols_rows * dcols_pixels) * x.itemsize, n)
+    # the stride-1 route takes dW from dcols and unfolds no cols (conv._backward)
+    cols_size = 0 if by_convolution else rows * pixels
+    per_block = conv._samples_per_block((cols_size + dcols_rows * dcols_pixels) * x.itemsize, n)
     blocks = conv._blocks(0, n, per_block)
     rng = np.random.default_rng(1)
     cols = rng.standard_normal((per_block, 1, rows, pixels)).astype(x.dtype)
@@ -252,7 +253,9 @@ def products_alone(x, w, pair):
     dout = rng.standard_normal((n, 1, o, pixels)).astype(x.dtype)
     dx = np.empty((n, 1, x.shape[1], in_pixels) if by_convolution else
                   (n, 1, rows, pixels), dtype=x.dtype)
-    dweight = np.empty((per_block, 1, rows, o), dtype=x.dtype)
+    dweight = np.empty((per_block, 1, dcols_rows, x.shape[1]) if by_convolution else
+                       (per_block, 1, rows, o), dtype=x.dtype)
+    images = rng.standard_normal((n, 1, x.shape[1], in_pixels)).astype(x.dtype)
     hold = o * rows * pixels < conv.SMALL_PRODUCT
 
     def forward(block, _):
@@ -275,8 +278,12 @@ def products_alone(x, w, pair):
 
     def dw(block, _):
         first, stop = blocks[block]
-        np.matmul(cols[:stop - first], dout[first:stop].transpose(0, 1, 3, 2),
-                  out=dweight[:stop - first])
+        if by_convolution:                             # dW' = dcols @ xᵀ
+            np.matmul(dcols[:stop - first], images[first:stop].transpose(0, 1, 3, 2),
+                      out=dweight[:stop - first])
+        else:                                          # dWᵀ = cols @ doutᵀ
+            np.matmul(cols[:stop - first], dout[first:stop].transpose(0, 1, 3, 2),
+                      out=dweight[:stop - first])
 
     def dx_product(block, _):
         first, stop = blocks[block]
