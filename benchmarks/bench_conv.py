@@ -51,6 +51,9 @@ import time
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import same_threads  # noqa: E402  (before se_numpy: it keeps the starting environment)
+
 # (C, O, H, kernel, stride, padding, count per SE-ResNet-20 step)
 SHAPES = [(3, 16, 32, 3, 1, 1, 1), (16, 16, 32, 3, 1, 1, 6),
           (16, 32, 32, 3, 2, 1, 1), (32, 32, 16, 3, 1, 1, 5), (16, 32, 32, 1, 2, 0, 1),
@@ -239,8 +242,9 @@ def products_alone(x, w, pair):
     by_convolution = dx_padding is not None and not conv._is_pointwise(w.shape[2:], stride, padding)
     flipped = conv.flipped_transposed_weight(w, 1)
     dcols_rows, dcols_pixels = (flipped.shape[2], in_pixels) if by_convolution else (rows, pixels)
-    per_block = conv._samples_per_block(
-        (rows * pixels + dcols_rows * dcols_pixels) * x.itemsize, n)
+    # the stride-1 route takes dW from dcols and unfolds no cols (conv._backward)
+    cols_size = 0 if by_convolution else rows * pixels
+    per_block = conv._samples_per_block((cols_size + dcols_rows * dcols_pixels) * x.itemsize, n)
     blocks = conv._blocks(0, n, per_block)
     rng = np.random.default_rng(1)
     cols = rng.standard_normal((per_block, 1, rows, pixels)).astype(x.dtype)
@@ -249,7 +253,9 @@ def products_alone(x, w, pair):
     dout = rng.standard_normal((n, 1, o, pixels)).astype(x.dtype)
     dx = np.empty((n, 1, x.shape[1], in_pixels) if by_convolution else
                   (n, 1, rows, pixels), dtype=x.dtype)
-    dweight = np.empty((per_block, 1, rows, o), dtype=x.dtype)
+    dweight = np.empty((per_block, 1, dcols_rows, x.shape[1]) if by_convolution else
+                       (per_block, 1, rows, o), dtype=x.dtype)
+    images = rng.standard_normal((n, 1, x.shape[1], in_pixels)).astype(x.dtype)
     hold = o * rows * pixels < conv.SMALL_PRODUCT
 
     def forward(block, _):
@@ -272,8 +278,12 @@ def products_alone(x, w, pair):
 
     def dw(block, _):
         first, stop = blocks[block]
-        np.matmul(cols[:stop - first], dout[first:stop].transpose(0, 1, 3, 2),
-                  out=dweight[:stop - first])
+        if by_convolution:                             # dW' = dcols @ xᵀ
+            np.matmul(dcols[:stop - first], images[first:stop].transpose(0, 1, 3, 2),
+                      out=dweight[:stop - first])
+        else:                                          # dWᵀ = cols @ doutᵀ
+            np.matmul(cols[:stop - first], dout[first:stop].transpose(0, 1, 3, 2),
+                      out=dweight[:stop - first])
 
     def dx_product(block, _):
         first, stop = blocks[block]
@@ -315,7 +325,7 @@ def versus_torch(args):
             [args.torch_python, "-c", SPLIT_TORCH_CODE, str(args.batch), str(args.repeats),
              str(1 if args.cpu_time else args.threads), args.dtype, json.dumps(shapes),
              "1" if forward_only else "0", "cpu" if args.cpu_time else "wall"],
-            capture_output=True, text=True)
+            capture_output=True, text=True, env=same_threads.torch_environment())
         if completed.returncode != 0:
             raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
         theirs = json.loads(completed.stdout.strip().splitlines()[-1])
@@ -404,7 +414,8 @@ def compare_wide(repeats):
 
 def time_torch(python, batch, repeats, threads, dtype):
     completed = subprocess.run([python, "-c", TORCH_CODE, str(batch), str(repeats), str(threads),
-                                dtype, json.dumps(SHAPES)], capture_output=True, text=True)
+                                dtype, json.dumps(SHAPES)], capture_output=True, text=True,
+                               env=same_threads.torch_environment())
     if completed.returncode != 0:
         raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -457,9 +468,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.versus_torch and not args.torch_python:
         parser.error("--versus-torch needs --torch-python")
-    sys.path.insert(0, os.path.dirname(__file__))
-    from bench_train_step import set_threads
-    set_threads(1 if args.cpu_time or args.winograd or args.direct or args.wide else args.threads)
+    one_thread = args.cpu_time or args.winograd or args.direct or args.wide
+    same_threads.set_se_numpy_threads(1 if one_thread else args.threads)
     if args.versus_torch:
         versus_torch(args)
         return 0

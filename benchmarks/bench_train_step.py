@@ -26,6 +26,7 @@ the ratio reported is the median of the per-round ratios, and the load average
 is printed beside it.
 """
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -34,6 +35,9 @@ import time
 from collections import defaultdict
 
 import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import same_threads  # noqa: E402  (before se_numpy: it keeps the starting environment)
 
 MODEL, BATCH, IMAGE = "se_resnet20", 128, (3, 32, 32)
 MODELS = ("se_resnet20", "resnet20")
@@ -61,21 +65,22 @@ def _numpy_step_fn(model, loss_fn, optimizer):
 def time_se_numpy(backend, batch, warmup, repeats, model_name=MODEL, dtype="float32",
                   image=IMAGE, input_grad=False):
     """Median seconds of one step. The stem's dx (the gradient of the images) is not
-    computed unless ``input_grad``, as PyTorch does not compute it: the images need none."""
+    computed unless ``input_grad``: the trainer skips it (``sn.nn.data_gradient_skipped``),
+    as PyTorch does, the images need none."""
     import se_numpy as sn
     sn.use_backend(backend)
     model = sn.models.create(model_name, num_classes=10, seed=0, dtype=np.dtype(dtype))
-    model.conv1.needs_input_grad = input_grad
     optimizer = sn.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
     step = _numpy_step_fn(model, sn.nn.CrossEntropyLoss(), optimizer)
     x, labels = _inputs(batch, dtype=dtype, image=image)
-    for _ in range(warmup):                    # includes Numba compilation on the first call
-        step(x, labels)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step(x, labels)
-        times.append(time.perf_counter() - start)
+    with contextlib.nullcontext() if input_grad else sn.nn.data_gradient_skipped(model):
+        for _ in range(warmup):                # includes Numba compilation on the first call
+            step(x, labels)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            step(x, labels)
+            times.append(time.perf_counter() - start)
     return float(np.median(times))
 
 
@@ -84,7 +89,6 @@ def layer_breakdown(backend, batch, repeats=3):
     import se_numpy as sn
     sn.use_backend(backend)
     model = sn.models.create(MODEL, num_classes=10, seed=0)
-    model.conv1.needs_input_grad = False                    # as in time_se_numpy
     loss_fn = sn.nn.CrossEntropyLoss()
     totals = defaultdict(float)
 
@@ -112,11 +116,12 @@ def layer_breakdown(backend, batch, repeats=3):
         for method in ("forward", "backward"):
             wrap(child, "child:" + name, method)
     x, labels = _inputs(batch)
-    for _ in range(1 + repeats):
-        if _ == 1:
-            totals.clear()                       # the first pass compiles / warms caches
-        loss_fn(model(x), labels)
-        model.backward(loss_fn.backward())
+    with sn.nn.data_gradient_skipped(model):     # as in time_se_numpy
+        for _ in range(1 + repeats):
+            if _ == 1:
+                totals.clear()                   # the first pass compiles / warms caches
+            loss_fn(model(x), labels)
+            model.backward(loss_fn.backward())
     return {f"{key}.{method}": value / repeats for (key, method), value in totals.items()}
 
 
@@ -207,9 +212,11 @@ print(json.dumps(result))
 
 def time_torch(python, batch, warmup, repeats, threads, state_path, model_name=MODEL,
                dtype="float32", image=IMAGE):
+    """PyTorch's step in its own process, with the environment this script started with
+    (``same_threads``: not the OpenMP wait policy se_numpy sets for itself)."""
     completed = subprocess.run([python, "-c", TORCH_CODE, str(batch), str(warmup), str(repeats),
                                 str(threads), state_path, model_name, dtype, str(image[1])],
-                               capture_output=True, text=True)
+                               capture_output=True, text=True, env=same_threads.torch_environment())
     if completed.returncode != 0:
         raise RuntimeError(f"PyTorch run failed:\n{completed.stderr[-2000:]}")
     return json.loads(completed.stdout.strip().splitlines()[-1])
@@ -226,11 +233,9 @@ def _save_reference(path, model_name=MODEL, dtype="float32"):
 
 
 def set_threads(threads):
-    """Numba's thread count and the BLAS's (threadpoolctl) to ``threads``, as torch gets."""
-    import numba
-    import threadpoolctl
-    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
-    threadpoolctl.threadpool_limits(threads, user_api="blas")
+    """Numba's thread count and the BLAS's (threadpoolctl) to ``threads``, as torch gets, with
+    se_numpy's OpenMP wait policy in force (``same_threads``). -> that policy."""
+    return same_threads.set_se_numpy_threads(threads)
 
 
 def print_breakdown(breakdown, backend):
@@ -308,10 +313,14 @@ def main(argv=None):
         if len(row) != 2 or row[0] not in MODELS or row[1] not in ("float32", "float64"):
             parser.error(f"--rows: expected model:dtype with model in {MODELS} and dtype "
                          f"float32 or float64, got {':'.join(row)!r}")
-    set_threads(args.threads)
+    policy = set_threads(args.threads)
+    print(f"OpenMP wait policy: se_numpy {policy}, PyTorch {same_threads.torch_wait_policy()} "
+          f"(each its own default: benchmarks/same_threads.py)")
 
     results = {"model": MODEL, "batch": args.batch, "cpu_count": os.cpu_count(),
-               "threads": args.threads, "backends": {}}
+               "threads": args.threads, "backends": {},
+               "omp_wait_policy": {"se_numpy": policy,
+                                   "torch": same_threads.torch_wait_policy()}}
     for backend in args.backends.split(","):
         seconds = time_se_numpy(backend, args.batch, args.warmup, args.repeats)
         results["backends"][backend] = seconds

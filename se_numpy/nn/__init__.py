@@ -5,6 +5,7 @@ from .chain import NamedSequential, ResidualChain
 from .container import Flatten, Identity, Sequential
 from .cuda_se import CudaSEBlock
 from .conv import Conv2d
+from .data_gradient import data_gradient_skipped
 from .dropout import Dropout
 from .eca import ECA
 from .fold import FoldedBatchNorm, fold_batch_norm

@@ -28,6 +28,7 @@ import numpy as np
 
 from ..data.loader import BatchLoader
 from ..data.registry import load_dataset
+from .. import nn
 from ..kernels.backend import use_backend
 from ..nn.loss import CrossEntropyLoss
 from ..optim.groups import param_groups
@@ -231,25 +232,32 @@ class Trainer:
         steps = len(self.train_loader)
         total_loss, correct, seen = 0.0, 0, 0
         batches = _progress(self.train_loader, steps, f"epoch {self.epoch + 1}", self.quiet)
-        for batch_index, (x, y) in enumerate(batches):
-            self._set_learning_rate(self.epoch * steps + batch_index)
-            logits = self.model(x)
-            # the loss refuses non-finite logits, so check them first: either way it
-            # is the same event (the weights blew up) and gets the same clear stop
-            if not np.all(np.isfinite(logits)):
-                self._diverged("nan (non-finite logits)", batch_index)
-            loss = float(self.loss_fn(logits, y))
-            if not np.isfinite(loss):
-                self._diverged(loss, batch_index)
-            self.model.zero_grad()
-            self.model.backward(self.loss_fn.backward())
-            self.optimizer.step()
-            total_loss += loss * len(y)
-            correct += int(np.sum(logits.argmax(axis=1) == y))
-            seen += len(y)
-            if hasattr(batches, "set_postfix"):
-                batches.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
+        # the images need no gradient: the convolutions that read them skip dx
+        with nn.data_gradient_skipped(self.model):
+            for batch_index, (x, y) in enumerate(batches):
+                self._set_learning_rate(self.epoch * steps + batch_index)
+                logits, loss = self._train_step(x, y, batch_index)
+                total_loss += loss * len(y)
+                correct += int(np.sum(logits.argmax(axis=1) == y))
+                seen += len(y)
+                if hasattr(batches, "set_postfix"):
+                    batches.set_postfix(loss=f"{total_loss / seen:.3f}", acc=f"{correct / seen:.3f}")
         return total_loss / max(1, seen), correct / max(1, seen)
+
+    def _train_step(self, x, y, batch_index):
+        """Forward, loss, backward and the optimiser's step on one batch; -> (logits, loss)."""
+        logits = self.model(x)
+        # the loss refuses non-finite logits, so check them first: either way it
+        # is the same event (the weights blew up) and gets the same clear stop
+        if not np.all(np.isfinite(logits)):
+            self._diverged("nan (non-finite logits)", batch_index)
+        loss = float(self.loss_fn(logits, y))
+        if not np.isfinite(loss):
+            self._diverged(loss, batch_index)
+        self.model.zero_grad()
+        self.model.backward(self.loss_fn.backward())
+        self.optimizer.step()
+        return logits, loss
 
     def _non_finite_state(self):
         """Names of parameters and buffers (BatchNorm's running statistics) with NaN/inf."""

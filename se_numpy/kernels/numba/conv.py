@@ -203,6 +203,16 @@ def flipped_transposed_weight(weight, groups):
         groups, channels, -1)
 
 
+def _dweight_from_dcols(total, weight_shape):
+    """dW (O, C/g, kh, kw) from Σ dcols_γ @ x_γᵀ, indexed (g, (o·kh + a')·kw + b', c):
+    dW[γ·O/g + o, c, a, b] = total[γ, (o, kh−1−a, kw−1−b), c], the flip of
+    ``flipped_transposed_weight`` undone."""
+    out_channels, channels, kernel_h, kernel_w = weight_shape
+    groups = total.shape[0]
+    by_tap = total.reshape(groups, out_channels // groups, kernel_h, kernel_w, channels)
+    return by_tap[:, :, ::-1, ::-1].transpose(0, 1, 4, 2, 3).reshape(weight_shape)
+
+
 def conv2d_weight_backward(dout, x, weight, stride, padding, dilation, groups):
     """dweight alone, where dx is not needed (a network's first convolution: its input is
     the data)."""
@@ -227,6 +237,12 @@ def _backward(dout, x, weight, stride, padding, dilation, groups, input_grad):
       dcols = im2col(dout[block]) (O/g·kh·kw rows per group), dx_γ = W'_γ @ dcols_γ.
       One matrix product with K = O/g·kh·kw and a copy, instead of a thin
       product (K = O/g) and a scatter-add of kh·kw times more numbers.
+      The same dcols gives dW, so x is not unfolded at all: dcols[(o, kh−1−a,
+      kw−1−b), q] = dout[o, q − a·d + p] is the dout pixel that input pixel q
+      met through tap (a, b), hence dW[o,c,a,b] = Σ_q x[c,q]·dcols[(o, kh−1−a,
+      kw−1−b), q], the same products as Σ cols·dout summed over input pixels
+      instead of output pixels (``_dweight_from_dcols``): one unfolding per
+      block instead of two.
       With ``WINOGRAD_MIN_CHANNELS`` set, a 3×3 kernel and that many filters or
       more, that convolution goes by Winograd (``winograd.py``), after the dW pass.
     * pointwise: dx_γ = W_γᵀ @ dout_γ, written into dx directly.
@@ -258,21 +274,39 @@ def _backward(dout, x, weight, stride, padding, dilation, groups, input_grad):
         dcols_shape = (groups * flipped.shape[2], in_pixels)
     else:
         dcols_shape = (groups * rows, pixels)
-    per_sample = (0 if pointwise else groups * rows * pixels + np.prod(dcols_shape)) * x.itemsize
+    dweight_from_dcols = dx_padding is not None                         # x is not unfolded
+    cols_shape = (0, 0) if pointwise or dweight_from_dcols else (groups * rows, pixels)
+    channels_per_group = x.shape[1] // groups
+    # dW'_γ (O/g·kh·kw, C/g) from dcols, or dW_γᵀ (C/g·kh·kw, O/g) from cols
+    dweight_shape = (groups, rows * filters // channels_per_group if dweight_from_dcols else rows,
+                     channels_per_group if dweight_from_dcols else filters)
+    per_sample = (np.prod(cols_shape) + (0 if pointwise else np.prod(dcols_shape))) * x.itemsize
     per_block = _samples_per_block(per_sample, n)
 
     def scratch():
         shape = (0, 0) if pointwise else dcols_shape
-        return (np.empty((per_block, groups * rows, pixels), dtype=x.dtype),
+        return (np.empty((per_block,) + cols_shape, dtype=x.dtype),
                 np.empty((per_block,) + shape, dtype=x.dtype),
-                np.empty((per_block, groups, rows, filters), dtype=x.dtype))
+                np.empty((per_block,) + dweight_shape, dtype=x.dtype))
 
     def one_chunk(chunk, buffers):
-        dweight = np.zeros((groups, rows, filters))                  # float64 partial sum, ᵀ
+        dweight = np.zeros(dweight_shape)                            # float64 partial sum
         for first, stop in _blocks(chunk_starts[chunk], chunk_starts[chunk + 1], per_block):
             count = stop - first
             cols, dcols, block_dweight = (buffer[:count] for buffer in buffers)
             dout_block = dout[first:stop]                               # (S, g, O/g, L)
+            if dweight_from_dcols:
+                im2col_samples(dout_block.reshape(count, out_channels, out_h, out_w), dcols,
+                               *dx_window)
+                dcols_by_group = dcols.reshape(count, groups, -1, in_pixels)
+                # dW'_γ (O/g·kh·kw, C/g) = dcols_γ @ x_γᵀ: dcols streamed along its rows,
+                # as cols is below
+                np.matmul(dcols_by_group, x[first:stop].reshape(
+                    count, groups, channels_per_group, in_pixels).transpose(0, 1, 3, 2),
+                    out=block_dweight)
+                add_samples(dweight.reshape(-1), block_dweight.reshape(count, -1))
+                np.matmul(flipped, dcols_by_group, out=dx_by_group[first:stop])
+                continue
             if pointwise:                                               # cols is x itself
                 cols = x[first:stop].reshape(count, groups * rows, pixels)
             else:
@@ -284,12 +318,7 @@ def _backward(dout, x, weight, stride, padding, dilation, groups, input_grad):
             add_samples(dweight.reshape(-1), block_dweight.reshape(count, -1))
             if not input_grad:
                 continue
-            if dx_padding is not None:
-                im2col_samples(dout_block.reshape(count, out_channels, out_h, out_w), dcols,
-                               *dx_window)
-                np.matmul(flipped, dcols.reshape(count, groups, -1, in_pixels),
-                          out=dx_by_group[first:stop])
-            elif pointwise:
+            if pointwise:
                 np.matmul(weight_by_group.transpose(0, 2, 1), dout_block,
                           out=dx_by_group[first:stop])
             elif not dx_by_winograd:
@@ -302,7 +331,9 @@ def _backward(dout, x, weight, stride, padding, dilation, groups, input_grad):
     chunk_starts = [chunk * n // chunk_count for chunk in range(chunk_count + 1)]
     partial_sums = run_chunks(one_chunk, chunk_count, scratch,
                               hold_blas=out_channels * rows * pixels < SMALL_PRODUCT)
-    dweight = np.ascontiguousarray(sum(partial_sums).transpose(0, 2, 1), dtype=x.dtype)
+    total = sum(partial_sums)
+    dweight = np.ascontiguousarray(_dweight_from_dcols(total, weight.shape) if dweight_from_dcols
+                                   else total.transpose(0, 2, 1), dtype=x.dtype)
     if dx_by_winograd:
         flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))
         dx = _winograd(dout.reshape(n, out_channels, out_h, out_w), flipped,
