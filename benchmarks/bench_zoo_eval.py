@@ -42,23 +42,22 @@ rounds alternate se_numpy and timm so both see the same load, and the ratio
 reported is the median of the per-round ratios, with the load average beside
 it. Writes ``zoo_eval_<model>.json`` into ``--out`` (atomically).
 """
+# first: keeps the environment as this script was started, before se_numpy's numba
+# backend sets OMP_WAIT_POLICY for this process; the timm worker starts with that one
+import same_threads
+
+import argparse
+import contextlib
+import json
 import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
 
-# The environment as this script was started, before se_numpy's numba backend
-# sets OMP_WAIT_POLICY for this process: the timm worker starts with this one.
-LAUNCH_ENVIRONMENT = dict(os.environ)
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import json  # noqa: E402
-import signal  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-
-import numpy as np  # noqa: E402
+import numpy as np
 
 REPOSITORY = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_FILE, STATE_FILE, LOGITS_FILE = "image.npy", "timm_state.npz", "timm_logits.npy"
@@ -128,7 +127,8 @@ def serve_timm(args):
         forward()
     print(json.dumps({"python": sys.executable, "torch": torch.__version__,
                       "timm": timm.__version__, "threads": torch.get_num_threads(),
-                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}), file=replies)
+                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default")}),
+          file=replies)
     for line in iter(sys.stdin.readline, ""):
         request = json.loads(line)
         if request["command"] == "quit":
@@ -151,7 +151,7 @@ class TimmWorker:
                    "--model", args.model, "--size", str(args.size), "--batch", str(args.batch),
                    "--threads", str(args.threads), "--warmup", str(args.warmup)]
         try:
-            self.process = subprocess.Popen(command, env=LAUNCH_ENVIRONMENT, text=True,
+            self.process = subprocess.Popen(command, env=same_threads.torch_environment(), text=True,
                                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                             stderr=self.stderr)
         except OSError as error:
@@ -244,7 +244,7 @@ def print_table(result, args):
           f"load average {result['loadavg']}")
     policy = result["omp_wait_policy"]
     print(f"timm in its own process ({result['timm_python']}); OMP_WAIT_POLICY "
-          f"se_numpy {policy['se_numpy']}, timm {policy['timm'] or 'unset (OpenMP default)'}")
+          f"se_numpy {policy['se_numpy']}, timm {policy['timm']}")
     print(f"{'backend':<8} {'se_numpy':>10} {'timm':>10} {'ratio':>7}  per-round ratios")
     for backend, row in result["backends"].items():
         print(f"{backend:<8} {row['se_numpy_seconds'] * 1e3:>8.1f}ms {row['timm_seconds'] * 1e3:>8.1f}ms "
@@ -269,16 +269,12 @@ def main(argv=None):
     # a terminated run unwinds like an error: the worker is stopped, the temporary files removed
     signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(128 + number))
 
-    # The backend first: importing it sets the OMP_WAIT_POLICY default, and
-    # numba.set_num_threads starts the OpenMP runtime, which reads the policy
-    # once; after that call the policy can no longer change.
-    import se_numpy.kernels.numba  # noqa: F401
-    import numba
-    import threadpoolctl
-
+    # Imports se_numpy's numba backend (which sets the OMP_WAIT_POLICY default)
+    # BEFORE numba.set_num_threads: that call starts Numba's OpenMP runtime,
+    # which reads the policy once; after it the policy can no longer change.
+    se_numpy_policy = same_threads.set_se_numpy_threads(args.threads)
     import se_numpy as sn
 
-    numba.set_num_threads(min(args.threads, numba.config.NUMBA_NUM_THREADS))
     image = np.random.default_rng(0).standard_normal(
         (args.batch, 3, args.size, args.size)).astype(np.float32)
     with tempfile.TemporaryDirectory(prefix="zoo_eval_") as directory:
@@ -291,14 +287,13 @@ def main(argv=None):
             if args.fold:
                 model = sn.nn.fold_batch_norm(model)
             expected = np.load(os.path.join(directory, LOGITS_FILE))
-            with threadpoolctl.threadpool_limits(args.threads):
-                rows = time_backends(sn, model, image, expected, worker, args)
+            rows = time_backends(sn, model, image, expected, worker, args)
 
     result = {"model": args.model, "input": [args.batch, 3, args.size, args.size],
               "inplace": args.inplace, "batch_norm_folded": args.fold,
               "threads": args.threads, "torch": timm_side["torch"], "timm": timm_side["timm"],
               "timm_python": timm_side["python"], "timm_threads": timm_side["threads"],
-              "omp_wait_policy": {"se_numpy": os.environ.get("OMP_WAIT_POLICY"),
+              "omp_wait_policy": {"se_numpy": se_numpy_policy,
                                   "timm": timm_side["omp_wait_policy"]},
               "backends": rows}
     result["loadavg"] = open("/proc/loadavg").read().split()[:3] if os.path.exists(
