@@ -15,9 +15,13 @@ if nobody sees to them:
   same step took 497-547 ms instead of 364-426 ms. ``torch_environment`` is the
   environment this process was started with, for PyTorch's subprocess.
 
-PyTorch's wheel ships ``libgomp.so.1``, the soname Numba's OpenMP layer links, so
-in one process both share one runtime and one policy: that is why every
-benchmark here runs PyTorch in a process of its own.
+PyTorch's wheel ships its own libgomp, a second OpenMP runtime beside the one
+Numba's layer links, and each runtime reads the policy when it is loaded. So in one
+process the policy each framework gets depends on what ran first: in the old
+one-process evaluation benchmark both spun (``OMP_DISPLAY_ENV=verbose`` prints
+``GOMP_SPINCOUNT = '300000'`` twice), and PyTorch started after se_numpy's backend
+would sleep. Every benchmark here therefore runs PyTorch in a process of its own,
+started with ``torch_environment()``, whatever the order of imports.
 """
 import os
 
