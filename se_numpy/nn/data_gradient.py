@@ -18,6 +18,10 @@ input (the same object, not an equal copy). The backward that follows skips
 their dx: for SE-ResNet-20 that is the stem's dx, its unfolding of dout and its
 matrix product. On leaving, every flag is what it was before, so gradients of
 the input (a saliency map, ``sn.gradcheck`` of the whole model) work as usual.
+
+It is meant for networks whose input feeds one chain of layers, as every model of
+``sn.models`` does. A model of your own that sends its input to several branches
+and adds their input gradients gets None from each marked branch inside the block.
 """
 import contextlib
 
