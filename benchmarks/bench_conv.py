@@ -255,7 +255,8 @@ def products_alone(x, w, pair):
                   (n, 1, rows, pixels), dtype=x.dtype)
     dweight = np.empty((per_block, 1, dcols_rows, x.shape[1]) if by_convolution else
                        (per_block, 1, rows, o), dtype=x.dtype)
-    images = rng.standard_normal((n, 1, x.shape[1], in_pixels)).astype(x.dtype)
+    images = (rng.standard_normal((n, 1, x.shape[1], in_pixels)).astype(x.dtype)
+              if by_convolution else None)                  # x, read by dW on that route
     hold = o * rows * pixels < conv.SMALL_PRODUCT
 
     def forward(block, _):

@@ -275,11 +275,12 @@ def _backward(dout, x, weight, stride, padding, dilation, groups, input_grad):
     else:
         dcols_shape = (groups * rows, pixels)
     dweight_from_dcols = dx_padding is not None                         # x is not unfolded
-    cols_shape = (0, 0) if pointwise or dweight_from_dcols else (groups * rows, pixels)
     channels_per_group = x.shape[1] // groups
-    # dW'_γ (O/g·kh·kw, C/g) from dcols, or dW_γᵀ (C/g·kh·kw, O/g) from cols
-    dweight_shape = (groups, rows * filters // channels_per_group if dweight_from_dcols else rows,
-                     channels_per_group if dweight_from_dcols else filters)
+    if dweight_from_dcols:                              # dW'_γ (O/g·kh·kw, C/g) from dcols
+        cols_shape, dweight_shape = (0, 0), (groups, flipped.shape[2], channels_per_group)
+    else:                                               # dW_γᵀ (C/g·kh·kw, O/g) from cols
+        cols_shape = (0, 0) if pointwise else (groups * rows, pixels)
+        dweight_shape = (groups, rows, filters)
     per_sample = (np.prod(cols_shape) + (0 if pointwise else np.prod(dcols_shape))) * x.itemsize
     per_block = _samples_per_block(per_sample, n)
 
