@@ -32,6 +32,7 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import same_threads  # noqa: E402  (before se_numpy: it keeps the starting environment)
 import bench_train_step as train_step  # noqa: E402  (the step and the PyTorch runner)
 
 CHANNELS, SIDE = 64, 8                              # one sample of x: 16 kB in float32
@@ -171,7 +172,7 @@ def main(argv=None):
     parser.add_argument("--only", choices=("bandwidth", "steps"), default=None)
     parser.add_argument("--out", default="bench_out")
     args = parser.parse_args(argv)
-    train_step.set_threads(args.threads)
+    same_threads.set_se_numpy_threads(args.threads)
     from se_numpy.atomic import atomic_write
 
     os.makedirs(args.out, exist_ok=True)

@@ -232,12 +232,6 @@ def _save_reference(path, model_name=MODEL, dtype="float32"):
     return model(x)
 
 
-def set_threads(threads):
-    """Numba's thread count and the BLAS's (threadpoolctl) to ``threads``, as torch gets, with
-    se_numpy's OpenMP wait policy in force (``same_threads``). -> that policy."""
-    return same_threads.set_se_numpy_threads(threads)
-
-
 def print_breakdown(breakdown, backend):
     print(f"\nper-layer time on {backend} (ms per step; forward / backward)")
     for prefix, title in (("child:", "by top-level child"), ("kind:", "by layer kind")):
@@ -313,7 +307,7 @@ def main(argv=None):
         if len(row) != 2 or row[0] not in MODELS or row[1] not in ("float32", "float64"):
             parser.error(f"--rows: expected model:dtype with model in {MODELS} and dtype "
                          f"float32 or float64, got {':'.join(row)!r}")
-    policy = set_threads(args.threads)
+    policy = same_threads.set_se_numpy_threads(args.threads)   # as torch gets
     print(f"OpenMP wait policy: se_numpy {policy}, PyTorch {same_threads.torch_wait_policy()} "
           f"(each its own default: benchmarks/same_threads.py)")
 
