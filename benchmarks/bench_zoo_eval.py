@@ -253,12 +253,10 @@ def print_table(result, args):
 
 
 def write_json(result, args):
+    from se_numpy.atomic import atomic_write       # the project's one atomic writer
     os.makedirs(args.out, exist_ok=True)
     path = os.path.join(args.out, f"zoo_eval_{args.model}.json")
-    handle, temporary = tempfile.mkstemp(dir=args.out, suffix=".json")
-    with os.fdopen(handle, "w") as stream:
-        json.dump(result, stream, indent=1)
-    os.replace(temporary, path)
+    atomic_write(path, lambda stream: stream.write(json.dumps(result, indent=1).encode()))
     print(f"wrote {path}")
 
 
